@@ -1,0 +1,125 @@
+"""Make a dataset available: ``ensure(name)``, behind ``python -m swatlib.data ensure NAME`` and
+``make data``.
+
+If the files are already in a data directory, say where and stop. Otherwise, for Fashion-MNIST
+as root with ``apt-get`` on PATH, run ``apt-get update`` (a fresh Debian machine's package list
+may be empty) and ``apt-get install -y dataset-fashion-mnist``; if that is impossible or fails,
+download the official files with checksum verification (Fashion-MNIST, CIFAR-10). Datasets with
+no trusted checksum (Higgs, Leukemia) are never downloaded: the error says where to get them.
+Madelon always has its offline Madelon-like generator, so it never fails.
+
+The apt runner and the fetcher are parameters, so tests exercise every branch with neither
+network nor apt.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+
+from swatlib.data import _files, cifar10, fashion_mnist, higgs, leukemia, madelon
+from swatlib.data.errors import CorruptDataError, DatasetNotFoundError
+
+#: ``run(cmd, check=False, env=...)`` with :func:`subprocess.run`'s contract.
+Runner = Callable[..., subprocess.CompletedProcess]
+
+_MODULES: dict[str, ModuleType] = {
+    "fashion-mnist": fashion_mnist,
+    "madelon": madelon,
+    "cifar10": cifar10,
+    "higgs": higgs,
+    "leukemia": leukemia,
+}
+_DOWNLOADERS = {
+    "fashion-mnist": fashion_mnist.download_fashion_mnist,
+    "cifar10": cifar10.download_cifar10,
+}
+
+
+def apt_usable() -> bool:
+    """True when running as root with ``apt-get`` on PATH."""
+    return os.geteuid() == 0 and shutil.which("apt-get") is not None
+
+
+def _apt_install(package: str, run: Runner, log: Callable[[str], None]) -> bool:
+    """``apt-get update`` then ``apt-get install -y package``; True if both succeeded."""
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for command in (["apt-get", "update"], ["apt-get", "install", "-y", package]):
+        log(f"running: {' '.join(command)}")
+        try:
+            status = run(command, check=False, env=env).returncode
+        except OSError as exc:
+            status = exc
+        if status != 0:
+            log(f"`{' '.join(command)}` failed ({status})")
+            return False
+    return True
+
+
+def ensure(
+    name: str,
+    *,
+    use_apt: bool | None = None,
+    run: Runner = subprocess.run,
+    fetch: _files.Fetcher = _files.fetch_url,
+    log: Callable[[str], None] = print,
+) -> Path | None:
+    """Make dataset ``name`` available and return its directory.
+
+    Parameters
+    ----------
+    name
+        One of ``fashion-mnist``, ``madelon``, ``cifar10``, ``higgs``, ``leukemia``.
+    use_apt
+        Try apt for Fashion-MNIST; None means "if :func:`apt_usable`".
+    run
+        Runs the apt commands (default :func:`subprocess.run`).
+    fetch
+        Downloads one URL to a path (default :func:`swatlib.data._files.fetch_url`).
+    log
+        Receives the progress lines.
+
+    Returns
+    -------
+    Path or None
+        The directory holding the files; None for Madelon without the UCI files (the
+        Madelon-like generator will be used).
+
+    Raises
+    ------
+    ValueError
+        For an unknown name.
+    DatasetNotFoundError
+        If the dataset could not be made available; the one-line message names the command to run.
+    """
+    if name not in _MODULES:
+        raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(_MODULES)}")
+    module = _MODULES[name]
+    found = _files.find_dir(module.SUBDIR, module.FILES)
+    if found is not None:
+        log(f"{name}: found in {found}")
+        return found
+    if name == "madelon":
+        log("madelon: UCI files not found; the Madelon-like (synthetic) generator will be used")
+        return None
+    if name == "fashion-mnist" and (apt_usable() if use_apt is None else use_apt):
+        if _apt_install(fashion_mnist.APT_PACKAGE, run, log):
+            found = fashion_mnist.find_fashion_mnist()
+            if found is not None:
+                log(f"{name}: installed in {found}")
+                return found
+        log(f"{name}: apt did not provide it; downloading instead")
+    if name not in _DOWNLOADERS:
+        return _files.require_dir(module.SUBDIR, module.FILES, module.NAME, module.NOT_FOUND_FIX)
+    try:
+        found = _DOWNLOADERS[name](fetch=fetch, log=log)
+    except (OSError, CorruptDataError) as exc:
+        raise DatasetNotFoundError(
+            f"{module.NAME} could not be installed or downloaded ({exc}); {module.NOT_FOUND_FIX}"
+        ) from None
+    log(f"{name}: downloaded to {found}")
+    return found

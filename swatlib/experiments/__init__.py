@@ -1,0 +1,1 @@
+"""Experiments: one module per notebook family, each turning parameters into cached results."""

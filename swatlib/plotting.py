@@ -1,0 +1,160 @@
+"""One figure style, one deterministic ``savefig``, one convention for values a paper reports.
+
+Every notebook calls :func:`setup` once (after its parameters cell) and writes every figure with
+:func:`savefig`, which
+
+* writes ``<name>.pdf`` and ``<name>.png`` atomically (temp file + ``os.replace``), so an
+  interrupted run never leaves a half-written figure;
+* produces the same bytes for the same figure (no creation dates, no producer strings), so
+  regenerated figures only show up in ``git diff`` when their content changed;
+* stamps provenance on the figure: the profile and seeds in a small footer (a smaller run is a
+  named profile, printed on the figure) and, in the PDF/PNG metadata, also the git commit.
+
+Paper values are never mixed up with ours: :func:`plot_reported` and :func:`reported_range` draw
+them hollow / dashed / hatched and add "(reported)" to the label.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from swatlib.atomic import atomic_path  # noqa: E402
+from swatlib.paths import PROJECT_ROOT, resolve  # noqa: E402
+
+REPORTED_SUFFIX = " (reported)"
+REPORTED_STYLE = dict(linestyle="--", marker="o", markerfacecolor="none", color="0.25")
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """What produced a figure: the profile, the seeds, and the code's git commit."""
+
+    profile: str
+    seeds: tuple[int, ...]
+    commit: str
+
+    @property
+    def footer(self) -> str:
+        seeds = ",".join(str(s) for s in self.seeds) if self.seeds else "none"
+        return f"swatlib | profile: {self.profile} | seeds: {seeds}"
+
+    @property
+    def description(self) -> str:
+        return f"{self.footer} | commit: {self.commit}"
+
+
+_context: dict[str, object] = {}
+
+
+def git_commit(root: Path = PROJECT_ROOT) -> str:
+    """Short hash of HEAD, ``+dirty`` if tracked code (outside ``figures/``) has changes."""
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"],
+            capture_output=True, text=True, check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no",
+             "--", ".", ":!figures"],
+            capture_output=True, text=True, check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
+
+
+def use_style() -> None:
+    """The house style: seaborn paper context, white grid, colour-blind palette."""
+    sns.set_theme(context="paper", style="whitegrid", palette="colorblind")
+    plt.rcParams.update({"figure.dpi": 100, "savefig.dpi": 150, "svg.hashsalt": "swatlib"})
+
+
+def setup(*, figures_dir: str, profile: str, seeds: Sequence[int] = ()) -> Path:
+    """Apply the style and remember where figures go and what produced them.
+
+    Parameters
+    ----------
+    figures_dir
+        Output directory; a relative path is taken from the project root.
+    profile
+        The profile name (``smoke``, ``quick``, ``paper``) printed on every figure.
+    seeds
+        The random seeds of the runs the figures show.
+
+    Returns
+    -------
+    Path
+        The resolved figure directory.
+    """
+    use_style()
+    directory = resolve(figures_dir)
+    _context["directory"] = directory
+    _context["provenance"] = Provenance(profile, tuple(int(s) for s in seeds), git_commit())
+    return directory
+
+
+def savefig(fig: plt.Figure, name: str, *, note: str | None = None) -> list[Path]:
+    """Write ``fig`` as ``<name>.pdf`` and ``<name>.png`` with deterministic bytes.
+
+    Parameters
+    ----------
+    fig
+        The figure; it is closed afterwards.
+    name
+        File stem, conventionally prefixed with the notebook number (``00_tour_topk``).
+    note
+        Extra footer text, e.g. the dataset actually used ("Madelon-like (synthetic)").
+
+    Returns
+    -------
+    list of Path
+        The two files written.
+    """
+    if "provenance" not in _context:
+        raise RuntimeError("call swatlib.plotting.setup(figures_dir=..., profile=..., seeds=...) first")
+    if not name or "/" in name or name.startswith("."):
+        raise ValueError(f"figure name must be a plain file stem, got {name!r}")
+    prov: Provenance = _context["provenance"]  # type: ignore[assignment]
+    directory: Path = _context["directory"]  # type: ignore[assignment]
+    footer = prov.footer + (f" | {note}" if note else "")
+    # Just below the axes area; bbox_inches="tight" grows the saved image to include it.
+    fig.text(0.995, 0.0, footer, ha="right", va="top", fontsize=6, color="0.45")
+    metadata = {
+        "pdf": {"CreationDate": None, "ModDate": None, "Producer": None, "Creator": None,
+                "Title": name, "Subject": prov.description},
+        "png": {"Software": None, "Title": name, "Description": prov.description},
+    }
+    written = []
+    for ext, meta in metadata.items():
+        target = directory / f"{name}.{ext}"
+        with atomic_path(target) as tmp:
+            fig.savefig(tmp, format=ext, metadata=meta, bbox_inches="tight")
+        written.append(target)
+    plt.close(fig)
+    return written
+
+
+def plot_reported(ax: plt.Axes, x, y, *, label: str, **kwargs) -> None:
+    """Draw paper values: hollow markers, dashed line, label ending in "(reported)"."""
+    style = {**REPORTED_STYLE, **kwargs}
+    if np.size(x) == 1:
+        style["linestyle"] = "none"
+    ax.plot(x, y, label=label + REPORTED_SUFFIX, **style)
+
+
+def reported_range(ax: plt.Axes, low: float, high: float, *, label: str, axis: str = "y", **kwargs) -> None:
+    """Shade a range a paper reports (hatched, unfilled), labelled "(reported)"."""
+    style = {"facecolor": "none", "edgecolor": "0.35", "hatch": "///", "linewidth": 0.0, **kwargs}
+    span = ax.axhspan if axis == "y" else ax.axvspan
+    span(low, high, label=label + REPORTED_SUFFIX, **style)
