@@ -1,0 +1,15 @@
+"""Model definitions: the analysis architectures of the cost model and their registry."""
+
+from .densenet import DenseLayer, DenseNet, Transition, densenet121
+from .registry import ARCHITECTURES, ArchSpec, arch_names, build_model, get_arch
+from .resnet import BasicBlock, Bottleneck, ResNet, resnet18, resnet50
+from .vgg import VGG, VGG16_CONFIG, vgg16
+from .wide_resnet import PreActBlock, WideResNet, wrn16_8, wrn50_2
+
+__all__ = [
+    "ARCHITECTURES", "ArchSpec", "arch_names", "build_model", "get_arch",
+    "BasicBlock", "Bottleneck", "ResNet", "resnet18", "resnet50",
+    "VGG", "VGG16_CONFIG", "vgg16",
+    "PreActBlock", "WideResNet", "wrn16_8", "wrn50_2",
+    "DenseLayer", "DenseNet", "Transition", "densenet121",
+]
