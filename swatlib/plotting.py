@@ -104,6 +104,14 @@ def setup(*, figures_dir: str, profile: str, seeds: Sequence[int] = ()) -> Path:
     return directory
 
 
+def _require_setup(name: str) -> tuple[Provenance, Path]:
+    if "provenance" not in _context:
+        raise RuntimeError("call swatlib.plotting.setup(figures_dir=..., profile=..., seeds=...) first")
+    if not name or "/" in name or name.startswith("."):
+        raise ValueError(f"figure name must be a plain file stem, got {name!r}")
+    return _context["provenance"], _context["directory"]  # type: ignore[return-value]
+
+
 def savefig(fig: plt.Figure, name: str, *, note: str | None = None) -> list[Path]:
     """Write ``fig`` as ``<name>.pdf`` and ``<name>.png`` with deterministic bytes.
 
@@ -121,12 +129,7 @@ def savefig(fig: plt.Figure, name: str, *, note: str | None = None) -> list[Path
     list of Path
         The two files written.
     """
-    if "provenance" not in _context:
-        raise RuntimeError("call swatlib.plotting.setup(figures_dir=..., profile=..., seeds=...) first")
-    if not name or "/" in name or name.startswith("."):
-        raise ValueError(f"figure name must be a plain file stem, got {name!r}")
-    prov: Provenance = _context["provenance"]  # type: ignore[assignment]
-    directory: Path = _context["directory"]  # type: ignore[assignment]
+    prov, directory = _require_setup(name)
     footer = prov.footer + (f" | {note}" if note else "")
     # Just below the axes area; bbox_inches="tight" grows the saved image to include it.
     fig.text(0.995, 0.0, footer, ha="right", va="top", fontsize=6, color="0.45")
@@ -145,6 +148,19 @@ def savefig(fig: plt.Figure, name: str, *, note: str | None = None) -> list[Path
     return written
 
 
+def save_table(table, name: str) -> Path:
+    """Write a pandas table as ``<name>.csv`` next to the figures, atomically.
+
+    The first line is a ``#`` comment with the provenance (profile, seeds, commit); read it
+    back with ``pandas.read_csv(path, comment="#")``.
+    """
+    prov, directory = _require_setup(name)
+    target = directory / f"{name}.csv"
+    with atomic_path(target) as tmp:
+        tmp.write_text(f"# {prov.description}\n" + table.to_csv())
+    return target
+
+
 def plot_reported(ax: plt.Axes, x, y, *, label: str, **kwargs) -> None:
     """Draw paper values: hollow markers, dashed line, label ending in "(reported)"."""
     style = {**REPORTED_STYLE, **kwargs}
@@ -155,6 +171,6 @@ def plot_reported(ax: plt.Axes, x, y, *, label: str, **kwargs) -> None:
 
 def reported_range(ax: plt.Axes, low: float, high: float, *, label: str, axis: str = "y", **kwargs) -> None:
     """Shade a range a paper reports (hatched, unfilled), labelled "(reported)"."""
-    style = {"facecolor": "none", "edgecolor": "0.35", "hatch": "///", "linewidth": 0.0, **kwargs}
+    style = {"facecolor": "none", "edgecolor": "0.65", "hatch": "//", "linewidth": 0.0, "zorder": 0, **kwargs}
     span = ax.axhspan if axis == "y" else ax.axvspan
     span(low, high, label=label + REPORTED_SUFFIX, **style)

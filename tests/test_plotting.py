@@ -69,3 +69,14 @@ def test_interrupted_save_leaves_no_partial_figure(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         plotting.savefig(fig, "half")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_tables_are_written_with_provenance_and_read_back(tmp_path):
+    import pandas as pd
+
+    plotting.setup(figures_dir=str(tmp_path), profile="quick", seeds=[0])
+    table = pd.DataFrame({"density": [0.5, 0.2], "acc": [0.9, 0.85]}).set_index("density")
+    path = plotting.save_table(table, "t")
+    assert path.read_text().startswith("# swatlib | profile: quick")
+    back = pd.read_csv(path, comment="#", index_col="density")
+    assert back.equals(table)
