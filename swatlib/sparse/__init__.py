@@ -1,0 +1,38 @@
+"""Sparse layers: the truly sparse ``SparseLinear``, the masked baseline ``MaskedLinear``, Erdős–Rényi init.
+
+Both layer types share one constructor (``density`` or Erdős–Rényi ``epsilon``, ``init``, ``generator``)
+and one topology interface used by :mod:`swatlib.topology` and :mod:`swatlib.importance`:
+
+``connections() -> (rows, cols, values)``
+    The existing connections, row-major, detached.
+``set_connections(rows, cols, values, *, source=None, optimizer=None)``
+    Replace them, keeping the parameter objects; ``source`` says whose optimizer state each new
+    connection inherits (-1: none, zero state).
+``select_neurons(outputs=None, inputs=None, optimizer=None)``
+    Shrink the layer to some output / input neurons (bias and optimizer state follow).
+``nnz``, ``density``, ``in_features``, ``out_features``, ``init``, ``to_dense()``.
+"""
+
+from swatlib.sparse.erdos_renyi import (
+    connection_count,
+    epsilon_to_density,
+    random_connections,
+    resolve_density,
+    sample_free_positions,
+)
+from swatlib.sparse.init import INITS, draw_values, initial_connections
+from swatlib.sparse.masked_linear import MaskedLinear
+from swatlib.sparse.sparse_linear import SparseLinear
+
+__all__ = [
+    "INITS",
+    "MaskedLinear",
+    "SparseLinear",
+    "connection_count",
+    "draw_values",
+    "epsilon_to_density",
+    "initial_connections",
+    "random_connections",
+    "resolve_density",
+    "sample_free_positions",
+]
