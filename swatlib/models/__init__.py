@@ -1,5 +1,7 @@
-"""Model definitions: the analysis architectures of the cost model and their registry."""
+"""Model definitions: the MLPs of the Truly Sparse experiments, and the cost model's analysis
+architectures with their registry."""
 
+from .mlp import MLP, SparseMLP
 from .densenet import DenseLayer, DenseNet, Transition, densenet121
 from .registry import ARCHITECTURES, ArchSpec, arch_names, build_model, get_arch
 from .resnet import BasicBlock, Bottleneck, ResNet, resnet18, resnet50
@@ -7,6 +9,7 @@ from .vgg import VGG, VGG16_CONFIG, vgg16
 from .wide_resnet import PreActBlock, WideResNet, wrn16_8, wrn50_2
 
 __all__ = [
+    "MLP", "SparseMLP",
     "ARCHITECTURES", "ArchSpec", "arch_names", "build_model", "get_arch",
     "BasicBlock", "Bottleneck", "ResNet", "resnet18", "resnet50",
     "VGG", "VGG16_CONFIG", "vgg16",
