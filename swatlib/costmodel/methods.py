@@ -38,6 +38,7 @@ SWAT-M's budget redistribution) with the phase they belong to.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from .layers import LayerInfo, compute_layers
@@ -45,7 +46,7 @@ from .layers import LayerInfo, compute_layers
 __all__ = [
     "PHASES", "DISTRIBUTIONS", "MethodSpec", "METHODS", "method_names", "get_method",
     "TopKCost", "MethodOptions", "PhaseDensities", "LayerPlan", "check_density",
-    "layer_densities", "plan",
+    "layer_densities", "plan", "scaled_densities", "shape_score",
 ]
 
 #: Phases of a conv / linear layer in one training step.
@@ -249,29 +250,59 @@ def check_density(density: float) -> float:
     return density
 
 
-def _score(layer: LayerInfo, distribution: str) -> float:
-    out_ch, in_ch, *kernel = layer.weight_shape
+def shape_score(weight_shape: Sequence[int], distribution: str) -> float:
+    """Unnormalised density of a layer with this weight shape under ``erk`` or ``er``.
+
+    ``erk``: ``(O + I + kh + kw)/(O·I·kh·kw)``; ``er``: ``(O + I)/(O·I·kh·kw)``; a linear weight
+    ``(O, I)`` has no kernel dimensions, so both give ``(O + I)/(O·I)``.
+    """
+    out_ch, in_ch, *kernel = weight_shape
     kernel_size = math.prod(kernel)
     if distribution == "erk":
         return (out_ch + in_ch + sum(kernel)) / (out_ch * in_ch * kernel_size)
     return (out_ch + in_ch) / (out_ch * in_ch * kernel_size)
 
 
-def _scaled(layers: list[LayerInfo], density: float, distribution: str) -> list[float]:
-    """Densities ∝ score, scaled to the global budget, capped at 1 (re-scaling the rest)."""
-    numel = [layer.weight_numel for layer in layers]
-    score = [_score(layer, distribution) for layer in layers]
-    budget = density * sum(numel)
-    dense: set[int] = set()
+def scaled_densities(numels: Sequence[int], scores: Sequence[float], budget: float, *,
+                     fixed: Mapping[int, float] | None = None) -> list[float]:
+    """Densities ∝ score with ``Σ density·numel = budget``, capped at 1 (re-scaling the rest).
+
+    Parameters
+    ----------
+    numels : sequence of int
+        Weights per layer.
+    scores : sequence of float
+        Non-negative unnormalised densities (e.g. :func:`shape_score`).
+    budget : float
+        Kept weights in total.
+    fixed : mapping of int to float, optional
+        Layers (by index) held at a given density; they spend their share of the budget first.
+
+    Returns
+    -------
+    list of float
+        One density per layer.
+
+    Raises
+    ------
+    ValueError
+        If the fixed layers leave no budget, or every free layer scores zero.
+    """
+    held = dict(fixed or {})
     while True:
-        free = [i for i in range(len(layers)) if i not in dense]
+        free = [i for i in range(len(numels)) if i not in held]
         if not free:
-            return [1.0] * len(layers)
-        eps = (budget - sum(numel[i] for i in dense)) / sum(score[i] * numel[i] for i in free)
-        capped = {i for i in free if eps * score[i] >= 1.0}
+            return [held[i] for i in range(len(numels))]
+        rest = budget - sum(held[i] * numels[i] for i in held)
+        weight = sum(scores[i] * numels[i] for i in free)
+        if rest <= 0 or weight <= 0:
+            raise ValueError(f"cannot share a budget of {budget} weights: {rest} left after the "
+                             f"fixed layers, free layers' total score {weight}")
+        eps = rest / weight
+        capped = {i for i in free if eps * scores[i] >= 1.0}
         if not capped:
-            return [1.0 if i in dense else eps * score[i] for i in range(len(layers))]
-        dense |= capped
+            return [held.get(i, eps * scores[i]) for i in range(len(numels))]
+        held.update(dict.fromkeys(capped, 1.0))
 
 
 def layer_densities(table: list[LayerInfo], distribution: str, density: float, *,
@@ -301,7 +332,9 @@ def layer_densities(table: list[LayerInfo], distribution: str, density: float, *
         if first_layer_dense and values:
             values[0] = 1.0
     elif distribution in ("erk", "er"):
-        values = _scaled(layers, density, distribution)
+        numels = [layer.weight_numel for layer in layers]
+        values = scaled_densities(numels, [shape_score(layer.weight_shape, distribution)
+                                           for layer in layers], density * sum(numels))
     else:
         raise ValueError(f"unknown distribution {distribution!r}; valid: {', '.join(DISTRIBUTIONS)}")
     return {layer.name: value for layer, value in zip(layers, values)}

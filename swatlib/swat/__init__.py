@@ -1,0 +1,45 @@
+"""SWAT — Sparse Weight Activation Training (Raihan & Aamodt 2020; SPEC §5–§6).
+
+Training with magnitude Top-K applied to the weights in the forward pass and to the weights
+*and* the saved activations in the backward pass, while output gradients and the weight update
+stay dense. The package:
+
+* :mod:`~swatlib.swat.topk_state` — :class:`TopK`, whole-tensor (or channel / filter) Top-K with
+  a threshold reused for ``period`` steps, kept in module buffers (``topk_mask``, the stateless
+  selection, is re-exported from :mod:`swatlib.topk`);
+* :mod:`~swatlib.swat.compressed` — values plus bitmap or indices, what the layers save;
+* :mod:`~swatlib.swat.functions` — the autograd Function of the SWAT products;
+* :mod:`~swatlib.swat.layers` — :class:`SWATLinear`, :class:`SWATConv2d` and the sensitivity
+  study's ``mode`` variants;
+* :mod:`~swatlib.swat.relu` — :class:`MaskReLU`, a ReLU that saves a 1-bit mask;
+* :mod:`~swatlib.swat.swatify` — :func:`swatify` (SWAT-U / ERK / M, structured);
+* :mod:`~swatlib.swat.swat_m` — :class:`SWATM`, momentum redistribution of the budget;
+* :mod:`~swatlib.swat.memory` — measured backward-pass memory, activations vs weights;
+* :mod:`~swatlib.swat.baselines` — masked SET and RigL for conv + linear, meProp.
+
+Every SWAT layer reports the nonzeros it used to the cost model's measured FLOP ledger.
+"""
+
+from swatlib.topk import topk_mask
+
+from .baselines import MaskedRigL, MaskedSET, MaskedTopology, masked_layers, meprop
+from .compressed import INDEX_FORMATS, CompressedTensor, compress
+from .functions import Conv2dOp, LinearOp, Selection, SWATFunction, swat_op
+from .layers import MODES, SWATConv2d, SWATLayer, SWATLinear, name_swat_layers
+from .memory import SavedBytes, SavedTensorMeter, graph_resident_bytes, saved_bytes
+from .relu import MaskReLU, mask_relu
+from .swat_m import SWATM
+from .swatify import SWAT_METHODS, swat_densities, swatify
+from .topk_state import STRUCTURES, TopK
+
+__all__ = [
+    "MaskedRigL", "MaskedSET", "MaskedTopology", "masked_layers", "meprop",
+    "INDEX_FORMATS", "CompressedTensor", "compress",
+    "Conv2dOp", "LinearOp", "Selection", "SWATFunction", "swat_op",
+    "MODES", "SWATConv2d", "SWATLayer", "SWATLinear", "name_swat_layers",
+    "SavedBytes", "SavedTensorMeter", "graph_resident_bytes", "saved_bytes",
+    "MaskReLU", "mask_relu",
+    "SWATM",
+    "SWAT_METHODS", "swat_densities", "swatify",
+    "STRUCTURES", "TopK", "topk_mask",
+]

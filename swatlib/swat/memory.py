@@ -1,0 +1,176 @@
+"""Measure the memory a training step keeps for its backward pass: activations vs weights.
+
+The cost model (:mod:`swatlib.costmodel.memory`) *predicts* backward-pass memory from a layer
+table; this module *measures* it on a real model, two ways:
+
+* :class:`SavedTensorMeter` — every tensor the autograd graph saves during a forward pass passes
+  through ``torch.autograd.graph.saved_tensors_hooks``; the meter counts each distinct storage
+  once (tensors sharing storage — a ReLU output that is also the next convolution's input, a
+  weight and its transpose — are one allocation) at its real size, so compressed SWAT tensors
+  count as their values plus their bitmap or indices. A storage counts as a **weight** if it
+  belongs to a parameter of the model or was compressed from a weight (the ``_swat_role`` tag of
+  :func:`swatlib.swat.compressed.compress`), otherwise as an **activation** (inputs, masks,
+  BatchNorm statistics, …). A dense weight saved by a stock layer is the parameter itself: it is
+  counted because the backward pass reads it, although it costs nothing beyond the parameter.
+* :func:`graph_resident_bytes` — the process memory (resident set) released when the graph is
+  freed: what the saved tensors *really* occupy, allocator included. Linux with glibc only.
+
+Which layers still keep dense copies in a swatified model: BatchNorm saves its dense input
+(plus per-channel statistics); max-pooling saves its dense input and an int64 argmax per output;
+smooth activations (GELU, Tanh, Sigmoid, SiLU) and functional ``F.relu`` save dense tensors;
+dropout saves a 1-byte mask; the first layer, kept dense, saves the network input (which the data
+batch holds anyway). Average-pooling, flattening, residual additions and concatenations save
+nothing; ``MaskReLU`` saves one bit per element.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from .compressed import ROLE_ATTRIBUTE
+
+__all__ = ["SavedBytes", "SavedTensorMeter", "saved_bytes", "graph_resident_bytes"]
+
+
+@dataclass(frozen=True)
+class SavedBytes:
+    """Bytes saved for backward, split by role.
+
+    Attributes
+    ----------
+    activations, weights : int
+        Bytes of distinct storages holding activations (anything not a weight) and weights.
+    storages : int
+        Distinct storages counted.
+    """
+
+    activations: int
+    weights: int
+    storages: int
+
+    @property
+    def total(self) -> int:
+        """Activations plus weights."""
+        return self.activations + self.weights
+
+
+class SavedTensorMeter:
+    """Context manager that counts what the autograd graph saves inside its block.
+
+    Run only the forward pass inside the block (the graph must still be alive when the block
+    ends, which is when :attr:`result` is computed)::
+
+        with SavedTensorMeter(model) as meter:
+            loss = loss_fn(model(x), y)
+        meter.result.activations, meter.result.weights
+
+    Parameters
+    ----------
+    model : nn.Module, optional
+        Its parameters' storages count as weights.
+
+    Attributes
+    ----------
+    result : SavedBytes or None
+        Set when the block exits.
+    """
+
+    def __init__(self, model: nn.Module | None = None) -> None:
+        params = model.parameters() if model is not None else ()
+        self._weight_storages = {p.untyped_storage().data_ptr() for p in params}
+        self._saved: dict[int, tuple[torch.Tensor, str]] = {}
+        self._hooks: Any = None
+        self.result: SavedBytes | None = None
+
+    def _pack(self, tensor: torch.Tensor) -> torch.Tensor:
+        pointer = tensor.untyped_storage().data_ptr()
+        weight = (pointer in self._weight_storages or isinstance(tensor, nn.Parameter)
+                  or getattr(tensor, ROLE_ATTRIBUTE, None) == "weight")
+        # Keep a reference so that a freed storage's address cannot be reused inside the block.
+        self._saved.setdefault(pointer, (tensor, "weight" if weight else "activation"))
+        return tensor
+
+    def __enter__(self) -> SavedTensorMeter:
+        self._saved.clear()
+        self.result = None
+        self._hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, lambda t: t)
+        self._hooks.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._hooks.__exit__(*exc)
+        totals = {"activation": 0, "weight": 0}
+        for tensor, role in self._saved.values():
+            totals[role] += tensor.untyped_storage().nbytes()
+        self.result = SavedBytes(totals["activation"], totals["weight"], len(self._saved))
+        self._saved.clear()
+
+
+def saved_bytes(model: nn.Module, *inputs: torch.Tensor) -> SavedBytes:
+    """Bytes ``model(*inputs)`` saves for backward (one forward pass, graph freed afterwards).
+
+    Parameters
+    ----------
+    model : nn.Module
+        In the mode to measure (``train()`` for a training step).
+    *inputs : torch.Tensor
+        Its inputs.
+
+    Returns
+    -------
+    SavedBytes
+    """
+    with SavedTensorMeter(model) as meter:
+        output = model(*inputs)
+    del output
+    assert meter.result is not None
+    return meter.result
+
+
+def _resident_bytes(libc: ctypes.CDLL) -> int:
+    gc.collect()
+    libc.malloc_trim(0)  # hand freed heap pages back, so that freed memory leaves the RSS
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def graph_resident_bytes(run: Callable[[], torch.Tensor]) -> int:
+    """Process memory released when the output of ``run()`` — and its autograd graph — is freed.
+
+    Parameters
+    ----------
+    run : callable
+        Performs a forward pass and returns its output (e.g. the loss); nothing else may keep
+        the output or the graph alive.
+
+    Returns
+    -------
+    int
+        Resident bytes before minus after freeing (the output itself included; make it small,
+        e.g. a scalar loss).
+
+    Raises
+    ------
+    RuntimeError
+        Off Linux / glibc, where the resident set cannot be read this way.
+    """
+    if not sys.platform.startswith("linux"):
+        raise RuntimeError("graph_resident_bytes needs Linux (/proc/self/statm)")
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.malloc_trim  # noqa: B018 - glibc only
+    except (OSError, AttributeError) as err:
+        raise RuntimeError(f"graph_resident_bytes needs glibc's malloc_trim: {err}") from err
+    output = run()
+    alive = _resident_bytes(libc)
+    del output
+    return alive - _resident_bytes(libc)
