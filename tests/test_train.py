@@ -82,3 +82,15 @@ def test_fit_rejects_bad_schedule():
     with pytest.raises(ValueError, match="epochs"):
         fit(MLP([2, 2]), _data(features=2, classes=2), None, epochs=0, batch_size=1,
             generator=torch.Generator())
+
+
+def test_small_cnn_shapes_and_errors():
+    from swatlib.models import SmallCNN
+
+    model = SmallCNN(width=4)
+    assert model(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+    assert sum(p.numel() for p in SmallCNN(width=32).parameters()) == 288_170
+    with pytest.raises(ValueError, match="width"):
+        SmallCNN(width=0)
+    with pytest.raises(ValueError, match=r"\(N, 1, H, W\)"):
+        model(torch.randn(2, 784))
