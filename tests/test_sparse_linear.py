@@ -171,6 +171,34 @@ def test_gradients_match_the_dense_reference_restricted_to_connections():
                                rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("bias", [True, False])
+def test_feature_major_chain_matches_the_dense_reference(bias):
+    # Y comes back as the transposed view of a contiguous Yᵀ, so a following layer reads Xᵀ without a
+    # copy and its gradient arrives feature-major; either layout must give the dense results.
+    a = SparseLinear(12, 9, density=0.3, bias=bias, generator=_gen(7), dtype=torch.float64)
+    b = SparseLinear(9, 5, density=0.5, bias=bias, generator=_gen(8), dtype=torch.float64)
+    if bias:
+        with torch.no_grad():
+            a.bias.normal_(generator=_gen(9))
+            b.bias.normal_(generator=_gen(10))
+    x = torch.randn(4, 12, dtype=torch.float64, requires_grad=True)
+    hidden = a(x)
+    assert hidden.t().is_contiguous()
+    b(torch.tanh(hidden)).square().sum().backward()
+    x_ref = x.detach().clone().requires_grad_()
+    weights = [layer.to_dense().requires_grad_() for layer in (a, b)]
+    biases = [None if layer.bias is None else layer.bias.detach().clone().requires_grad_() for layer in (a, b)]
+    h = x_ref @ weights[0].t() + (0 if biases[0] is None else biases[0])
+    out = torch.tanh(h) @ weights[1].t() + (0 if biases[1] is None else biases[1])
+    out.square().sum().backward()
+    torch.testing.assert_close(x.grad, x_ref.grad, rtol=1e-12, atol=1e-12)
+    for layer, weight, bias_ref in zip((a, b), weights, biases):
+        torch.testing.assert_close(layer.values.grad, weight.grad[layer.row_indices, layer.col_indices],
+                                   rtol=1e-12, atol=1e-12)
+        if bias_ref is not None:
+            torch.testing.assert_close(layer.bias.grad, bias_ref.grad, rtol=1e-12, atol=1e-12)
+
+
 def test_rows_without_connections_and_empty_layers_work():
     layer = SparseLinear(5, 8, density=0.05, generator=_gen(0), dtype=torch.float64)  # 2 of 40
     x = torch.randn(3, 5, dtype=torch.float64, requires_grad=True)
