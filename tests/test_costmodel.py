@@ -190,7 +190,7 @@ def test_watch_counts_natural_zeros(one_thread):
         layer.weight.copy_(torch.tensor([[1.0, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0]]))
     x = torch.tensor([[1.0, 2.0, 0.0, 0.0]])
     ledger = MeasuredLedger()
-    with ledger.watch(layer):
+    with ledger, ledger.watch(layer):
         layer(x).sum().backward()
         ledger.end_step(1)
     measured = ledger.ledger()
@@ -302,3 +302,14 @@ def test_dense_method_costs_nothing_extra():
     assert report.training_flops == report.dense_training_flops
     assert report.activation_memory_reduction == 0.0 == report.weight_memory_reduction
     assert report.training_speedup == pytest.approx(1.0)
+
+
+def test_watch_records_only_while_the_ledger_is_active(one_thread):
+    layer = nn.Linear(4, 3)
+    ledger = MeasuredLedger()
+    with ledger.watch(layer):
+        layer(torch.ones(2, 4))  # e.g. an evaluation pass outside the training block
+        with ledger:
+            layer(torch.ones(2, 4))
+            ledger.end_step(2)
+    assert ledger.ledger().dense_macs() == 2 * 12  # the forward inside the block only

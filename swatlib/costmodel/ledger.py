@@ -362,7 +362,9 @@ class MeasuredLedger:
         counts those of dY and records both backward phases (``input_grad`` only if X needs
         a gradient). Results (Y, dX, dW) are recorded as fully computed. Modules with a
         true ``reports_to_ledger`` attribute report themselves and are skipped.
-        Zero-skipping counts the natural zeros too (e.g. after a ReLU).
+        Zero-skipping counts the natural zeros too (e.g. after a ReLU). The hooks record only
+        while this ledger is the active one (inside its ``with`` block), so evaluation passes
+        run outside it are not counted.
         """
         handles = [module.register_forward_hook(self._forward_hook(name))
                    for name, module in model.named_modules()
@@ -376,6 +378,8 @@ class MeasuredLedger:
 
     def _forward_hook(self, name: str) -> Callable[[nn.Module, tuple, torch.Tensor], None]:
         def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+            if _ACTIVE.get() is not self:
+                return
             x, w = inputs[0].detach(), module.weight.detach()
             macs = output.numel() * (w[0].numel() if w.dim() > 2 else w.shape[1])
             nnz_w, nnz_x = int(w.count_nonzero()), int(x.count_nonzero())

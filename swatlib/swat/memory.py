@@ -73,6 +73,9 @@ class SavedTensorMeter:
             loss = loss_fn(model(x), y)
         meter.result.activations, meter.result.weights
 
+    Whole storages are counted: a view such as ``x_train[:128]`` counts all of ``x_train``, so
+    pass a copy (``.clone()``) of a slice.
+
     Parameters
     ----------
     model : nn.Module, optional

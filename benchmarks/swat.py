@@ -1,0 +1,226 @@
+"""SWAT training step on a CPU: time, memory saved for backward, FLOP ledger — dense vs SWAT-U.
+
+What is measured (identically for every variant, one process, one thread, side by side): one
+training step of ``SmallCNN`` (width 32 by default, BatchNorm, batch 128 Fashion-MNIST images) —
+forward, cross-entropy, backward, SGD step with momentum — for
+
+``dense``
+    the stock network (``nn.Conv2d``, ``nn.ReLU``, ...);
+``swat-<d>``
+    the same network after ``swatify(method="u", density=d)`` (first layer dense), for each
+    density d (default 0.5, 0.2, 0.1).
+
+Every variant starts from the same initial weights. Per repeat, the variants run round-robin,
+each for ``steps`` steps after ``warmup`` untimed ones; the median over repeats of the mean step
+time is reported, split into forward (incl. loss) and backward + update. Then, per variant, one
+more forward pass measures
+
+* the bytes saved for backward (``SavedTensorMeter``: distinct storages at their real size,
+  activations vs weights — the peak, since everything saved stays alive until backward);
+* the resident memory released when that graph is freed (``graph_resident_bytes``; Linux);
+
+and one training step under a ``MeasuredLedger`` gives the conv/linear FLOPs per example it
+really performed (zero-skipping, FLOPs = 2·MACs).
+
+On a CPU the Top-K selections (a ``kthvalue`` over every weight and every input tensor), the
+compression of the saved tensors and their decompression in the backward pass are *extra* work:
+PyTorch's dense kernels do not skip zeros, so SWAT is slower per step here. The point of the
+benchmark is the memory and the FLOP ledger — what a zero-skipping accelerator would gain —
+and to show honestly what the reference implementation costs on stock hardware.
+
+Run ``python benchmarks/swat.py --help``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from swatlib.costmodel import MeasuredLedger
+from swatlib.models import SmallCNN
+from swatlib.swat import SavedTensorMeter, graph_resident_bytes, swatify
+
+WIDTH = 32
+BATCH = 128
+DENSITIES = (0.5, 0.2, 0.1)
+REPEATS = 5
+STEPS = 3
+WARMUP = 1
+
+
+def build(variant: str, width: int, seed: int = 0) -> nn.Module:
+    """``dense`` or ``swat-<density>``: a fresh SmallCNN from ``seed`` (same weights for all)."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = SmallCNN(width=width)
+    if variant != "dense":
+        swatify(model, method="u", density=float(variant.removeprefix("swat-")))
+    return model.train()
+
+
+def variant_names(densities: Sequence[float]) -> list[str]:
+    """``["dense", "swat-0.5", ...]``."""
+    return ["dense", *[f"swat-{d:g}" for d in densities]]
+
+
+def _step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor,
+          y: torch.Tensor) -> tuple[float, float]:
+    start = time.perf_counter()
+    loss = F.cross_entropy(model(x), y)
+    middle = time.perf_counter()
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return middle - start, time.perf_counter() - middle
+
+
+def time_steps(models: dict[str, nn.Module], x: torch.Tensor, y: torch.Tensor, *,
+               repeats: int = REPEATS, steps: int = STEPS, warmup: int = WARMUP) -> dict[str, dict]:
+    """Median over ``repeats`` of the mean forward / backward+update time per step (seconds)."""
+    optimizers = {name: torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9)
+                  for name, m in models.items()}
+    samples: dict[str, list[tuple[float, float]]] = {name: [] for name in models}
+    for name, model in models.items():
+        for _ in range(warmup):
+            _step(model, optimizers[name], x, y)
+    for _ in range(repeats):
+        for name, model in models.items():  # round-robin: every variant sees the same load
+            times = [_step(model, optimizers[name], x, y) for _ in range(steps)]
+            samples[name].append((sum(t[0] for t in times) / steps,
+                                  sum(t[1] for t in times) / steps))
+    out = {}
+    for name, pairs in samples.items():
+        totals = [f + b for f, b in pairs]
+        out[name] = {"step_s": statistics.median(totals),
+                     "forward_s": statistics.median(f for f, _ in pairs),
+                     "backward_update_s": statistics.median(b for _, b in pairs),
+                     "step_s_all": totals}
+    return out
+
+
+def memory(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, int | None]:
+    """Bytes saved for backward (meter) and resident bytes released with the graph."""
+    with SavedTensorMeter(model) as meter:
+        loss = F.cross_entropy(model(x), y)
+    del loss
+    assert meter.result is not None
+    try:
+        resident = graph_resident_bytes(lambda: F.cross_entropy(model(x), y))
+    except RuntimeError:
+        resident = None
+    return {"saved_activation_bytes": meter.result.activations,
+            "saved_weight_bytes": meter.result.weights,
+            "saved_bytes": meter.result.total, "graph_resident_bytes": resident}
+
+
+def ledger_flops(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+    """Conv/linear FLOPs per example of one measured training step (and the dense arithmetic)."""
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    ledger = MeasuredLedger()
+    with ledger, ledger.watch(model):
+        loss = F.cross_entropy(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        ledger.end_step(len(x))
+    measured = ledger.ledger()
+    return {"flops_per_example": measured.training_flops() / len(x),
+            "dense_flops_per_example": 2.0 * measured.dense_macs() / len(x),
+            "extra_flops_per_example": measured.extra_flops() / len(x)}
+
+
+def environment() -> dict:
+    """CPU model, logical CPUs, torch version and threads."""
+    cpu = platform.processor() or ""
+    try:
+        with open("/proc/cpuinfo") as info:
+            cpu = next((l.split(":", 1)[1].strip() for l in info if l.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return {"cpu": cpu, "logical_cpus": os.cpu_count(), "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads(), "python": platform.python_version()}
+
+
+def run(x: torch.Tensor, y: torch.Tensor, *, width: int = WIDTH,
+        densities: Sequence[float] = DENSITIES, repeats: int = REPEATS, steps: int = STEPS,
+        warmup: int = WARMUP, threads: int = 1,
+        log: Callable[[str], None] | None = None) -> dict:
+    """Everything above for every variant; torch's thread count is restored afterwards."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        names = variant_names(densities)
+        models = {name: build(name, width) for name in names}
+        if log:
+            log(f"timing {', '.join(names)}: {repeats} repeats × {steps} steps, batch {len(x)}")
+        timing = time_steps(models, x, y, repeats=repeats, steps=steps, warmup=warmup)
+        variants = {}
+        for name in names:
+            fresh = build(name, width)
+            variants[name] = {**timing[name], **memory(fresh, x, y), **ledger_flops(fresh, x, y)}
+        dense = variants["dense"]
+        for v in variants.values():
+            v["time_over_dense"] = v["step_s"] / dense["step_s"]
+            v["saved_over_dense"] = v["saved_bytes"] / dense["saved_bytes"]
+            v["activations_over_dense"] = v["saved_activation_bytes"] / dense["saved_activation_bytes"]
+            v["weights_over_dense"] = v["saved_weight_bytes"] / dense["saved_weight_bytes"]
+            v["flops_over_dense"] = v["flops_per_example"] / dense["flops_per_example"]
+        env = environment()
+    finally:
+        torch.set_num_threads(previous)
+    return {"width": width, "batch_size": len(x), "repeats": repeats, "steps": steps,
+            "threads": threads, "environment": env, "variants": variants}
+
+
+def summary(result: dict) -> str:
+    """A readable table of :func:`run`'s result."""
+    env = result["environment"]
+    mib = 2.0**20
+    lines = [f"SmallCNN width {result['width']}, batch {result['batch_size']}, "
+             f"{result['threads']} thread(s); {env['cpu']} ({env['logical_cpus']} logical CPUs), "
+             f"torch {env['torch']}; median of {result['repeats']} × {result['steps']} steps",
+             f"{'variant':<10}{'step ms':>9}{'fwd ms':>8}{'bwd ms':>8}{'×dense':>8}"
+             f"{'act MiB':>9}{'wt MiB':>8}{'saved ×':>8}{'RSS MiB':>9}{'MFLOP/ex':>10}{'×dense':>8}"]
+    for name, v in result["variants"].items():
+        rss = "n/a" if v["graph_resident_bytes"] is None else f"{v['graph_resident_bytes'] / mib:.1f}"
+        lines.append(
+            f"{name:<10}{1e3 * v['step_s']:9.1f}{1e3 * v['forward_s']:8.1f}"
+            f"{1e3 * v['backward_update_s']:8.1f}{v['time_over_dense']:8.2f}"
+            f"{v['saved_activation_bytes'] / mib:9.1f}{v['saved_weight_bytes'] / mib:8.2f}"
+            f"{v['saved_over_dense']:8.2f}{rss:>9}{v['flops_per_example'] / 1e6:10.2f}"
+            f"{v['flops_over_dense']:8.2f}")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--width", type=int, default=WIDTH, help="SmallCNN width (default 32)")
+    parser.add_argument("--batch-size", type=int, default=BATCH)
+    parser.add_argument("--densities", type=float, nargs="+", default=list(DENSITIES))
+    parser.add_argument("--repeats", type=int, default=REPEATS)
+    parser.add_argument("--steps", type=int, default=STEPS, help="timed steps per repeat")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--json", action="store_true", help="print the numbers as one JSON object")
+    args = parser.parse_args(argv)
+    from swatlib.data import load  # noqa: PLC0415 - only the CLI needs the data
+
+    data = load("fashion-mnist", subset=max(args.batch_size, 1000), flatten=False)
+    x, y = data.x_train[:args.batch_size].clone(), data.y_train[:args.batch_size].clone()
+    log = None if args.json else (lambda line: print(line, file=sys.stderr))
+    result = run(x, y, width=args.width, densities=args.densities, repeats=args.repeats,
+                 steps=args.steps, threads=args.threads, log=log)
+    print(json.dumps(result, indent=1) if args.json else summary(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,451 @@
+"""The experiments behind the SWAT notebooks (``30``–``32``): cached training runs and memory.
+
+One training run = one network (:class:`~swatlib.models.SmallCNN` or the SET-MLP-shaped
+:class:`~swatlib.models.MLP`) trained on Fashion-MNIST with one method:
+
+==============  ==========================================================================
+method          what runs
+==============  ==========================================================================
+``dense``       the stock network
+``swat-u``      :func:`~swatlib.swat.swatify` ``method="u"`` (first layer dense); ``mode``
+                selects the sensitivity-study variants of paper Fig. 2 (SPEC §5)
+``swat-erk``    ``swatify(method="erk", first_layer_dense=False)`` — SPEC §5's ERK rule over
+                every layer, as the cost model's ``swat-erk``
+``swat-m``      ``swatify(method="m")`` + :class:`~swatlib.swat.SWATM` after every step
+``set``         :class:`~swatlib.swat.MaskedSET`, evolving once per epoch (**masked**)
+``rigl``        :class:`~swatlib.swat.MaskedRigL`, ΔT = ``rigl_delta_t`` (**masked**)
+``meprop``      :func:`~swatlib.swat.meprop`: Top-K of the output gradient in every layer
+==============  ==========================================================================
+
+Every run goes through :func:`swatlib.cache.cached` with its full config (:func:`make_spec`),
+so a configuration asked for by two notebooks trains once.
+
+FLOPs (FLOPs = 2·MACs, conv / linear work per training example, the papers' accounting):
+
+* **measured** — a :class:`~swatlib.costmodel.MeasuredLedger` around the training steps: SWAT
+  and meProp layers report the nonzeros they really multiplied, plain layers are watched
+  through hooks. A zero-skipping machine also skips the *natural* zeros (after ReLU), so even
+  dense training measures below its nominal cost; compare methods with the ratio to the dense
+  run measured the same way (:func:`swatlib.experiments.swat_tables.accuracy_vs_flops`).
+* **nominal** — the cost model's formula (:func:`swatlib.costmodel.plan`) for the same network,
+  method and density. For the masked SET and RigL runs the nominal figure *is* their cost:
+  their masked layers multiply zeros and compute a dense weight gradient, so the measured
+  ledger would describe the masked implementation, not the truly sparse method (SPEC §6).
+
+The hyper-parameters shared by every run (SGD with momentum 0.9, weight decay 5·10⁻⁴, cosine
+learning-rate decay to zero over the run, batch 128) are SWAT's CIFAR recipe shortened; the
+profile decides data size, width and epochs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import math
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from swatlib.cache import cached
+from swatlib.costmodel import (MeasuredLedger, MethodOptions, TopKCost, layer_table,
+                               nominal_ledger, plan)
+from swatlib.data import load
+from swatlib.models import MLP, SmallCNN
+from swatlib.swat import (MODES, SWATM, MaskedRigL, MaskedSET, SWATLayer, meprop, swatify)
+from swatlib.train import fit
+
+__all__ = [
+    "EXPERIMENT", "METHODS", "SENSITIVITY_MODES", "METHOD_LABELS", "MODE_LABELS", "RunResult",
+    "use_threads", "make_spec", "method_specs", "sensitivity_specs", "period_specs",
+    "build_model", "load_data", "nominal_flops", "run", "run_many", "describe", "describe_setup",
+]
+
+#: Name (and format version) of these runs in the results cache.
+EXPERIMENT = "swat/run-v1"
+
+#: Training methods of the accuracy-vs-FLOPs comparison (SPEC §6).
+METHODS = ("dense", "swat-u", "swat-erk", "swat-m", "set", "rigl", "meprop")
+
+#: The four one-thing-at-a-time variants of paper Fig. 2 (``swat-u`` with these modes).
+SENSITIVITY_MODES = ("fwd-weights", "fwd-activations", "bwd-weights-activations",
+                     "bwd-output-grad")
+
+#: Readable names of the methods.
+METHOD_LABELS = {"dense": "dense", "swat-u": "SWAT-U", "swat-erk": "SWAT-ERK", "swat-m": "SWAT-M",
+                 "set": "SET (masked)", "rigl": "RigL (masked)", "meprop": "meProp"}
+
+#: Readable names of the sensitivity variants (paper Fig. 2's legends).
+MODE_LABELS = {"swat": "SWAT (fwd W, bwd W+A)",
+               "fwd-weights": "forward: sparse weights",
+               "fwd-activations": "forward: sparse activations",
+               "bwd-weights-activations": "backward: sparse weights + activations",
+               "bwd-output-grad": "backward: sparse output gradient"}
+
+#: Layers held dense by each method (first conv / linear layer).
+_FIRST_LAYER_DENSE = {"swat-u": True, "swat-erk": False, "swat-m": True, "rigl": True,
+                      "set": False, "meprop": False}
+
+#: RigL's drop fraction and the fraction of training during which it changes the topology.
+RIGL_ALPHA, RIGL_END = 0.3, 0.75
+#: SET's removal fraction ζ.
+SET_ZETA = 0.3
+
+
+def use_threads(threads: int) -> int:
+    """Set torch's intra-op threads (1 is fastest for these small convolutions on 2 busy cores)."""
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"threads must be a positive integer, got {threads!r}")
+    torch.set_num_threads(threads)
+    return torch.get_num_threads()
+
+
+def _model_config(model: str, width: int, batchnorm: bool, sizes: Sequence[int]) -> dict[str, Any]:
+    if model == "cnn":
+        if isinstance(width, bool) or not isinstance(width, int) or width < 1:
+            raise ValueError(f"width must be a positive int, got {width!r}")
+        return {"name": "small-cnn", "width": int(width), "batchnorm": bool(batchnorm)}
+    if model == "mlp":
+        sizes = [int(s) for s in sizes]
+        if len(sizes) < 2 or sizes[0] != 784 or sizes[-1] != 10:
+            raise ValueError(f"MLP sizes must run from 784 to 10 for Fashion-MNIST, got {sizes}")
+        return {"name": "mlp", "sizes": sizes, "activation": "relu", "dropout": 0.0}
+    raise ValueError(f"model must be 'cnn' or 'mlp', got {model!r}")
+
+
+def make_spec(method: str, density: float = 1.0, *, mode: str = "swat", period: int = 1,
+              model: str = "cnn", width: int = 8, batchnorm: bool = True,
+              sizes: Sequence[int] = (784, 300, 100, 10), subset: Any = (4000, 2000),
+              epochs: int = 4, batch_size: int = 128, lr: float = 0.05,
+              momentum: float = 0.9, weight_decay: float = 5e-4, schedule: str = "cosine",
+              rigl_delta_t: int = 100, seed: int = 0, profile: str = "quick") -> dict[str, Any]:
+    """The full, canonical config of one training run (the results-cache key).
+
+    Parameters
+    ----------
+    method : str
+        One of :data:`METHODS`.
+    density : float
+        Kept fraction in (0, 1] (sparsity = 1 − density); forced to 1 for ``dense``. For
+        ``meprop`` the density of the output gradient.
+    mode : str
+        SWAT-U only: ``"swat"`` or one of :data:`SENSITIVITY_MODES`.
+    period : int
+        Steps between Top-K threshold recomputations (SWAT and meProp).
+    model : {"cnn", "mlp"}
+        :class:`SmallCNN` (``width``, ``batchnorm``) or a ReLU :class:`MLP` (``sizes``).
+    subset : int, pair or None
+        Training images (and test images, for a pair); None for all of Fashion-MNIST.
+    epochs, batch_size, lr, momentum, weight_decay, schedule
+        SGD settings; ``schedule`` is ``"cosine"`` (decay to 0 over the run) or ``"constant"``.
+    rigl_delta_t : int
+        Steps between RigL topology updates (RigL's ΔT; paper 100).
+    seed, profile
+        The trial's seed and the profile that asked for it (part of the key).
+
+    Raises
+    ------
+    ValueError
+        For an unknown method / mode / model / schedule, or a bad density or period.
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; valid: {', '.join(METHODS)}")
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; valid: {', '.join(MODES)}")
+    if mode != "swat" and method != "swat-u":
+        raise ValueError(f"mode {mode!r} is a SWAT-U sensitivity variant; method was {method!r}")
+    if schedule not in ("cosine", "constant"):
+        raise ValueError(f"schedule must be 'cosine' or 'constant', got {schedule!r}")
+    density = float(density)
+    if not 0.0 < density <= 1.0:
+        raise ValueError(f"density must be in (0, 1] (the kept fraction), got {density}")
+    if isinstance(period, bool) or not isinstance(period, int) or period < 1:
+        raise ValueError(f"period must be an integer >= 1, got {period!r}")
+    sparse_topk = method.startswith("swat") or method == "meprop"
+    spec: dict[str, Any] = {
+        "experiment": EXPERIMENT,
+        "dataset": "fashion-mnist",
+        "subset": list(subset) if isinstance(subset, (list, tuple)) else subset,
+        "model": _model_config(model, width, batchnorm, sizes),
+        "method": method,
+        "density": 1.0 if method == "dense" else round(density, 6),
+        "mode": mode if method.startswith("swat") else None,
+        "period": period if sparse_topk else None,
+        "first_layer_dense": _FIRST_LAYER_DENSE.get(method),
+        "topology": None,
+        "optimizer": {"name": "sgd", "momentum": float(momentum),
+                      "weight_decay": float(weight_decay), "schedule": schedule},
+        "lr": float(lr),
+        "epochs": int(epochs),
+        "batch_size": int(batch_size),
+        "seed": int(seed),
+        "profile": profile,
+    }
+    if method == "set":
+        spec["topology"] = {"zeta": SET_ZETA, "evolve": "every epoch but the last",
+                            "regrow": "init"}
+    elif method == "rigl":
+        spec["topology"] = {"delta_t": int(rigl_delta_t), "alpha": RIGL_ALPHA,
+                            "t_end_fraction": RIGL_END}
+    return spec
+
+
+def method_specs(methods: Iterable[str], densities: Iterable[float], seeds: Iterable[int],
+                 **setup: Any) -> list[dict[str, Any]]:
+    """Every method at every density and seed (dense once per seed), for notebook 31."""
+    densities, specs = list(densities), []
+    for seed in seeds:
+        for method in methods:
+            for density in ([1.0] if method == "dense" else densities):
+                specs.append(make_spec(method, density, seed=seed, **setup))
+    return specs
+
+
+def sensitivity_specs(modes: Iterable[str], sparsities: Iterable[float], seeds: Iterable[int],
+                      **setup: Any) -> list[dict[str, Any]]:
+    """Paper Fig. 2: SWAT-U in each mode at each sparsity (%), plus dense, per seed."""
+    sparsities, specs = list(sparsities), []
+    for seed in seeds:
+        specs.append(make_spec("dense", seed=seed, **setup))
+        for mode in modes:
+            for sparsity in sparsities:
+                specs.append(make_spec("swat-u", round(1 - sparsity / 100, 6), mode=mode,
+                                       seed=seed, **setup))
+    return specs
+
+
+def period_specs(periods: Iterable[int], density: float, seeds: Iterable[int],
+                 **setup: Any) -> list[dict[str, Any]]:
+    """SWAT-U (mode ``swat``) at one density with each Top-K recompute period, per seed."""
+    return [make_spec("swat-u", density, period=int(p), seed=seed, **setup)
+            for seed in seeds for p in periods]
+
+
+@dataclass
+class RunResult:
+    """One finished (or cached) run: its spec and the JSON result."""
+
+    spec: dict[str, Any]
+    result: dict[str, Any]
+
+    @property
+    def test_acc(self) -> float:
+        """Test accuracy after the last epoch."""
+        return self.result["test_acc"]
+
+
+@functools.lru_cache(maxsize=4)
+def _load(subset: Any, flatten: bool):
+    return load("fashion-mnist", subset=subset, flatten=flatten)
+
+
+def load_data(spec: dict[str, Any]):
+    """Fashion-MNIST as the spec's model takes it (memoised within the process)."""
+    subset = spec["subset"]
+    return _load(tuple(subset) if isinstance(subset, list) else subset,
+                 spec["model"]["name"] == "mlp")
+
+
+def build_model(spec: dict[str, Any]) -> nn.Module:
+    """The untrained *dense* network of ``spec``, drawn from the spec's seed."""
+    m = spec["model"]
+    with torch.random.fork_rng():
+        torch.manual_seed(spec["seed"])
+        if m["name"] == "small-cnn":
+            return SmallCNN(width=m["width"], batchnorm=m["batchnorm"])
+        return MLP(m["sizes"], activation=m["activation"], dropout=m["dropout"],
+                   init="he_uniform", generator=torch.Generator().manual_seed(spec["seed"]))
+
+
+def _input_shape(spec: dict[str, Any]) -> tuple[int, ...]:
+    return (1, 28, 28) if spec["model"]["name"] == "small-cnn" else (784,)
+
+
+def nominal_flops(spec: dict[str, Any], steps_per_epoch: int) -> dict[str, float] | None:
+    """Cost-model FLOPs per training example (conv/linear; with extras) of the spec's method.
+
+    None for the sensitivity variants, which have no cost-model method.
+    """
+    if spec["mode"] not in (None, "swat"):
+        return None
+    table = layer_table(build_model(spec).to("meta"), _input_shape(spec))
+    topology = spec["topology"] or {}
+    options = MethodOptions(topk=TopKCost(period=spec["period"] or 1),
+                            rigl_delta_t=topology.get("delta_t", 100),
+                            set_period=max(1, steps_per_epoch))
+    batch = spec["batch_size"]
+    ledger = nominal_ledger(table, plan(table, spec["method"], spec["density"], batch_size=batch,
+                                        options=options), batch)
+    dense = nominal_ledger(table, plan(table, "dense", 1.0, batch_size=batch), batch)
+    return {"training": ledger.training_flops() / batch,
+            "training_with_extras": ledger.training_flops(include_extras=True) / batch,
+            "dense_training": dense.training_flops() / batch}
+
+
+class _TrainingLedger:
+    """What ``fit`` expects as ``ledger``: the MeasuredLedger *and* its watch hooks on plain
+    layers, both active only during training batches (a watch held across ``fit`` would also
+    record the evaluation passes, which run outside the ledger's ``with`` block)."""
+
+    def __init__(self, ledger: MeasuredLedger, model: nn.Module) -> None:
+        self.ledger, self.model = ledger, model
+        self._stack: contextlib.ExitStack | None = None
+
+    def __enter__(self) -> _TrainingLedger:
+        self._stack = contextlib.ExitStack()
+        self._stack.enter_context(self.ledger)
+        self._stack.enter_context(self.ledger.watch(self.model))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._stack is not None
+        self._stack.close()
+
+    def end_step(self, batch_size: int) -> None:
+        self.ledger.end_step(batch_size)
+
+
+def _prepare(spec: dict[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer,
+             steps_per_epoch: int) -> list[Callable[[], Any]]:
+    """Turn the dense ``model`` into the spec's method; return the per-step callbacks."""
+    method, density, total = spec["method"], spec["density"], steps_per_epoch * spec["epochs"]
+    generator = torch.Generator().manual_seed(spec["seed"] + 1)
+    if method in ("swat-u", "swat-erk", "swat-m"):
+        swatify(model, method=method[5:], density=density, period=spec["period"],
+                mode=spec["mode"], first_layer_dense=spec["first_layer_dense"])
+        return [SWATM(model, optimizer).step] if method == "swat-m" and density < 1 else []
+    if method == "meprop":
+        meprop(model, density=density, period=spec["period"])
+        return []
+    if method == "set":
+        topology = MaskedSET(model, density=density, period=steps_per_epoch,
+                             t_end=total - steps_per_epoch, zeta=spec["topology"]["zeta"],
+                             optimizer=optimizer, generator=generator)
+        return [topology.step]
+    if method == "rigl":
+        t = spec["topology"]
+        topology = MaskedRigL(model, density=density, delta_t=t["delta_t"], alpha=t["alpha"],
+                              t_end=max(1, math.floor(t["t_end_fraction"] * total)),
+                              optimizer=optimizer, generator=generator)
+        return [topology.step]
+    return []
+
+
+def _layer_densities(model: nn.Module) -> dict[str, float]:
+    out = {}
+    for name, module in model.named_modules():
+        if isinstance(module, SWATLayer):
+            out[name] = float(module.density)
+        elif hasattr(module, "topology_mask"):
+            out[name] = float(module.topology_mask.float().mean())
+    return out
+
+
+def _compute(spec: dict[str, Any], log: Callable[[str], None]) -> dict[str, Any]:
+    data = load_data(spec)
+    model = build_model(spec)
+    opt = spec["optimizer"]
+    optimizer = torch.optim.SGD(model.parameters(), lr=spec["lr"], momentum=opt["momentum"],
+                                weight_decay=opt["weight_decay"])
+    steps_per_epoch = math.ceil(len(data.x_train) / spec["batch_size"])
+    callbacks = _prepare(spec, model, optimizer, steps_per_epoch)
+    if opt["schedule"] == "cosine":
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+            optimizer, T_max=steps_per_epoch * spec["epochs"])
+        callbacks.append(scheduler.step)
+
+    def after_step() -> None:
+        for callback in callbacks:
+            callback()
+
+    ledger = MeasuredLedger()
+    label = describe(spec)
+    wall = time.perf_counter()
+    with torch.random.fork_rng():
+        torch.manual_seed(spec["seed"])
+        history = fit(model, data, optimizer, epochs=spec["epochs"],
+                      batch_size=spec["batch_size"],
+                      generator=torch.Generator().manual_seed(spec["seed"]), label=label,
+                      log=log, after_step=after_step, ledger=_TrainingLedger(ledger, model))
+    wall = time.perf_counter() - wall
+    measured = ledger.ledger()
+    per = 1.0 / measured.batch_size
+    phases = ("forward", "input_grad", "weight_grad")
+    flops = {
+        "measured": measured.training_flops() * per,
+        "measured_with_extras": measured.training_flops(include_extras=True) * per,
+        "measured_phases": {p: 2.0 * measured.macs((p,)) * per for p in phases},
+        "dense_arithmetic": 2.0 * measured.dense_macs() * per,
+    }
+    nominal = nominal_flops(spec, steps_per_epoch)
+    if nominal is not None:
+        flops.update({"nominal": nominal["training"],
+                      "nominal_with_extras": nominal["training_with_extras"],
+                      "nominal_dense": nominal["dense_training"]})
+    return {
+        "history": history,
+        "test_acc": history[-1]["test_acc"],
+        "best_test_acc": max(r["test_acc"] for r in history),
+        "train_acc": history[-1]["train_acc"],
+        "flops": flops,
+        "flops_basis": "nominal" if spec["method"] in ("set", "rigl") else "measured",
+        "steps": measured.steps,
+        "layer_densities": _layer_densities(model),
+        "n_train": len(data.y_train),
+        "n_test": len(data.y_test),
+        "dataset_name": data.name,
+        "train_seconds": sum(r["seconds"] for r in history),
+        "wall_seconds": wall,
+        "threads": torch.get_num_threads(),
+    }
+
+
+def describe(spec: dict[str, Any]) -> str:
+    """One-line label of a run, e.g. ``"SWAT-U d=0.2 (forward: sparse weights) seed 0"``."""
+    name = METHOD_LABELS[spec["method"]]
+    if spec["method"] != "dense":
+        name += f" d={spec['density']:g}"
+    if spec["mode"] not in (None, "swat"):
+        name += f" [{spec['mode']}]"
+    if spec["period"] not in (None, 1):
+        name += f" period {spec['period']}"
+    return f"{name} seed {spec['seed']}"
+
+
+def describe_setup(spec: dict[str, Any]) -> str:
+    """The network and data of a spec in words, for figure notes."""
+    m = spec["model"]
+    if m["name"] == "small-cnn":
+        net = f"SmallCNN width {m['width']}" + ("" if m["batchnorm"] else " no BN")
+    else:
+        net = "MLP " + "-".join(map(str, m["sizes"]))
+    subset = spec["subset"]
+    if subset is None:
+        data = "full Fashion-MNIST"
+    elif isinstance(subset, list):
+        data = f"Fashion-MNIST {subset[0]} train / {subset[1]} test"
+    else:
+        data = f"Fashion-MNIST {subset} train"
+    epochs = spec["epochs"]
+    return f"{net}, {data}, {epochs} epoch{'' if epochs == 1 else 's'}"
+
+
+def run(spec: dict[str, Any], *, log: Callable[[str], None] = print) -> RunResult:
+    """Train ``spec`` or fetch it from the results cache."""
+    entry = cached(spec, lambda: _compute(spec, log))
+    return RunResult(spec, entry.result)
+
+
+def run_many(specs: Iterable[dict[str, Any]], *,
+             log: Callable[[str], None] = print) -> list[RunResult]:
+    """:func:`run` every spec in order (duplicates run once)."""
+    results, done = [], {}
+    for spec in specs:
+        key = repr(sorted(spec.items()))
+        if key not in done:
+            done[key] = run(spec, log=log)
+        results.append(done[key])
+    return results
