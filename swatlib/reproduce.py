@@ -14,7 +14,9 @@ committed figures).
 
 Executed notebooks go to ``build/executed/<profile>/``; a failed notebook's copy keeps its traceback
 and the run exits non-zero. ``--prepare-only`` writes the parameterised, unexecuted copies to
-``build/prepared/<profile>/`` instead (``make test`` runs those under nbval). ``--force`` recomputes
+``build/prepared/<profile>/`` instead (``make test`` runs those under nbval). A notebook is not
+executed again when nothing it depends on changed (same notebook, parameters, library source and
+pinned environment, outputs still present). ``--force`` re-executes every notebook and recomputes
 cached training results (see :mod:`swatlib.cache`).
 
 Bad input (unknown profile, notebook or parameter; a value of the wrong type) exits with status 2
@@ -25,6 +27,8 @@ from __future__ import annotations
 
 import argparse
 import ast
+import hashlib
+import json
 import os
 import sys
 import time
@@ -34,6 +38,7 @@ from typing import Any
 
 import yaml
 
+from swatlib.atomic import atomic_write_bytes
 from swatlib.paths import BUILD_DIR, NOTEBOOKS_DIR, PARAMS_DIR, PROJECT_ROOT
 
 PROFILES = ("smoke", "quick", "paper")
@@ -127,7 +132,10 @@ class Outcome:
 
 
 def _figure_stamps(directory: Path) -> dict[str, int]:
-    return {p.name: p.stat().st_mtime_ns for p in directory.glob("*.p[dn][fg]")} if directory.exists() else {}
+    """Modification times of the figures and tables in ``directory``."""
+    if not directory.exists():
+        return {}
+    return {p.name: p.stat().st_mtime_ns for p in directory.iterdir() if p.suffix in (".pdf", ".png", ".csv")}
 
 
 def _remove_stale_temporaries(directory: Path) -> None:
@@ -136,14 +144,48 @@ def _remove_stale_temporaries(directory: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def run_notebook(stem: str, path: Path, parameters: dict[str, Any], profile: str) -> Outcome:
-    """Execute one notebook with papermill; failures are caught and reported, not raised."""
+def fingerprint(path: Path, parameters: dict[str, Any]) -> str:
+    """SHA-256 of everything a notebook's outputs depend on: the notebook, its parameters, the
+    library's source and the pinned environment."""
+    digest = hashlib.sha256(path.read_bytes())
+    digest.update(json.dumps(parameters, sort_keys=True).encode())
+    library = Path(__file__).resolve().parent
+    for source in sorted(library.rglob("*.py")):
+        digest.update(source.relative_to(library).as_posix().encode() + source.read_bytes())
+    requirements = library.parent / "requirements.txt"
+    if requirements.exists():
+        digest.update(requirements.read_bytes())
+    return digest.hexdigest()
+
+
+def _up_to_date(stamp: Path, out_path: Path, fig_dir: Path, print_: str) -> bool:
+    """True if the last successful run had the same fingerprint and its outputs are all there."""
+    try:
+        done = json.loads(stamp.read_text())
+    except (OSError, ValueError):
+        return False
+    return (done.get("fingerprint") == print_ and out_path.exists()
+            and all((fig_dir / name).exists() for name in done.get("files", [])))
+
+
+def run_notebook(stem: str, path: Path, parameters: dict[str, Any], profile: str,
+                 *, force: bool = False) -> Outcome:
+    """Execute one notebook with papermill; failures are caught and reported, not raised.
+
+    A notebook whose :func:`fingerprint` equals that of its last successful run, and whose
+    executed copy and output files all still exist, is not executed again (unless ``force``).
+    """
     import papermill
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
     out_path = BUILD_DIR / "executed" / profile / path.name
     out_path.parent.mkdir(parents=True, exist_ok=True)
     fig_dir = PROJECT_ROOT / parameters["figures_dir"]
+    stamp = out_path.with_suffix(".done.json")
+    current = fingerprint(path, parameters)
+    if not force and _up_to_date(stamp, out_path, fig_dir, current):
+        return Outcome(stem, "unchanged, not re-run", 0.0, 0)
+    stamp.unlink(missing_ok=True)
     before = _figure_stamps(fig_dir)
     start = time.monotonic()
     status = "ok"
@@ -162,10 +204,13 @@ def run_notebook(stem: str, path: Path, parameters: dict[str, Any], profile: str
     finally:
         _remove_stale_temporaries(fig_dir)
     after = _figure_stamps(fig_dir)
-    changed = {Path(n).stem for n, t in after.items() if before.get(n) != t}
-    if status != "ok":
+    written = sorted(n for n, t in after.items() if before.get(n) != t)
+    if status == "ok":
+        atomic_write_bytes(stamp, json.dumps({"fingerprint": current, "files": written}).encode())
+    else:
         print(f"    executed copy with the traceback: {out_path.relative_to(PROJECT_ROOT)}", flush=True)
-    return Outcome(stem, status, time.monotonic() - start, len(changed))
+    figures = {Path(n).stem for n in written if not n.endswith(".csv")}
+    return Outcome(stem, status, time.monotonic() - start, len(figures))
 
 
 def prepare_notebook(path: Path, parameters: dict[str, Any], profile: str) -> Path:
@@ -235,12 +280,12 @@ def main(argv: list[str] | None = None) -> int:
     outcomes = []
     for i, (stem, (path, params)) in enumerate(plan.items(), 1):
         print(f"[{i}/{len(plan)}] {stem} (profile {args.profile})", flush=True)
-        outcome = run_notebook(stem, path, params, args.profile)
+        outcome = run_notebook(stem, path, params, args.profile, force=args.force)
         print(f"[{i}/{len(plan)}] {stem}: {outcome.status} in {outcome.seconds:.1f} s, "
               f"{outcome.figures} figures written", flush=True)
         outcomes.append(outcome)
     print("\n" + summary_table(outcomes))
-    return 0 if all(o.status == "ok" for o in outcomes) else 1
+    return 1 if any(o.status.startswith("failed") for o in outcomes) else 0
 
 
 if __name__ == "__main__":

@@ -118,3 +118,24 @@ def test_list_prints_every_notebook_and_its_parameters(project, capsys):
     assert reproduce.main(["--list"]) == 0
     out = capsys.readouterr().out
     assert out.count("n=3") == 3 and "01_ok:" in out
+
+
+@pytest.mark.slow
+def test_unchanged_notebook_is_not_rerun_until_something_changes(project, capsys):
+    _set_profile(project, "smoke", {"01_ok": {"n": 4}, "02_crash": {}, "03_slow": {}})
+    assert reproduce.main(["--profile", "smoke", "--only", "01_ok"]) == 0
+    capsys.readouterr()
+    assert reproduce.main(["--profile", "smoke", "--only", "01_ok"]) == 0
+    out = capsys.readouterr().out
+    assert "unchanged, not re-run" in out and "hello" not in out
+    assert reproduce.main(["--profile", "smoke", "--only", "01_ok", "--force"]) == 0
+    assert "hello" in capsys.readouterr().out
+    _set_profile(project, "smoke", {"01_ok": {"n": 5}, "02_crash": {}, "03_slow": {}})
+    assert reproduce.main(["--profile", "smoke", "--only", "01_ok"]) == 0
+    assert "hello 2.5" in capsys.readouterr().out
+
+
+def test_a_failed_run_leaves_no_up_to_date_stamp(project):
+    _set_profile(project, "smoke", {"01_ok": {}, "02_crash": {}, "03_slow": {}})
+    reproduce.main(["--profile", "smoke", "--only", "02_crash"])
+    assert not (project / "build" / "executed" / "smoke" / "02_crash.done.json").exists()
