@@ -20,15 +20,6 @@ from swatlib.models import build_model
 # ---------------------------------------------------------------- FlopCounterMode cross-check
 
 
-@pytest.fixture
-def one_thread():
-    """Real CPU passes with one thread: two OpenMP threads on busy cores can be 100× slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.parametrize("name, batch", [("resnet18", 1), ("vgg16", 2), ("wrn16_8", 1),
                                          ("densenet121", 1), ("resnet50", 1)])
 def test_dense_ledger_matches_flop_counter(name, batch, one_thread):

@@ -24,14 +24,6 @@ def _private_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("SWATLIB_CACHE", str(tmp_path / "cache"))
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_run_trains_once_and_reports_accuracy_and_measured_flops(monkeypatch):
     spec = swat.make_spec("swat-u", 0.2, **TINY)
     first = swat.run(spec, log=lambda line: None)

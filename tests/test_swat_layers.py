@@ -15,14 +15,6 @@ from swatlib.swat.compressed import pack_bits, unpack_bits
 from swatlib.topk import topk_mask
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _generator(seed):
     return torch.Generator().manual_seed(seed)
 

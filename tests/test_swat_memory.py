@@ -10,14 +10,6 @@ from torch import nn
 from swatlib.swat import SavedTensorMeter, SWATConv2d, graph_resident_bytes, saved_bytes, swatify
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _conv_relu_stack(channels=32):
     return nn.Sequential(
         nn.Conv2d(1, channels, 3, padding=1), nn.ReLU(),

@@ -14,14 +14,6 @@ from swatlib.swat import SWATM, MaskReLU, SWATConv2d, SWATLayer, SWATLinear, swa
 from swatlib.topk import topk_count
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _cnn(act=nn.ReLU):
     """Small CNN on 1×14×14 inputs; with ``nn.Tanh`` and average pooling no tensor has natural zeros."""
     return nn.Sequential(

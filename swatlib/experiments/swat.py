@@ -56,7 +56,7 @@ from swatlib.costmodel import (MeasuredLedger, MethodOptions, TopKCost, layer_ta
 from swatlib.data import load
 from swatlib.models import MLP, SmallCNN
 from swatlib.swat import (MODES, SWATM, MaskedRigL, MaskedSET, SWATLayer, meprop, swatify)
-from swatlib.train import fit
+from swatlib.train import fit, use_threads
 
 __all__ = [
     "EXPERIMENT", "METHODS", "SENSITIVITY_MODES", "METHOD_LABELS", "MODE_LABELS", "RunResult",
@@ -93,14 +93,6 @@ _FIRST_LAYER_DENSE = {"swat-u": True, "swat-erk": False, "swat-m": True, "rigl":
 RIGL_ALPHA, RIGL_END = 0.3, 0.75
 #: SET's removal fraction ζ.
 SET_ZETA = 0.3
-
-
-def use_threads(threads: int) -> int:
-    """Set torch's intra-op threads (1 is fastest for these small convolutions on 2 busy cores)."""
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise ValueError(f"threads must be a positive integer, got {threads!r}")
-    torch.set_num_threads(threads)
-    return torch.get_num_threads()
 
 
 def _model_config(model: str, width: int, batchnorm: bool, sizes: Sequence[int]) -> dict[str, Any]:

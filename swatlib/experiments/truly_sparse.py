@@ -42,7 +42,7 @@ from swatlib.models import MLP, SparseMLP
 from swatlib.optim import make_optimizer
 from swatlib.sparse import SparseLinear
 from swatlib.topology import SET
-from swatlib.train import evaluate, fit
+from swatlib.train import evaluate, fit, use_threads
 
 __all__ = [
     "ABSENT",
@@ -76,14 +76,6 @@ OVERRIDABLE = tuple(sorted(set(COMMON_SETTINGS) | set(PAPER_SETTINGS["fashion-mn
 MAX_SNAPSHOTS = 50
 
 _ACTIVATION_NAMES = {"relu": "ReLU", "all_relu": "All-ReLU", "leaky_relu": "LeakyReLU", "srelu": "SReLU"}
-
-
-def use_threads(threads: int) -> int:
-    """Set torch's intra-op thread count (1 was fastest for these small sparse ops on 2 busy cores)."""
-    if not isinstance(threads, int) or threads < 1:
-        raise ValueError(f"threads must be a positive integer, got {threads!r}")
-    torch.set_num_threads(threads)
-    return torch.get_num_threads()
 
 
 def settings(dataset: str, overrides: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
