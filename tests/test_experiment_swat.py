@@ -194,3 +194,35 @@ def test_memory_measured_next_to_the_model():
     assert kinds["MaskReLU"] == {"mask"} and "index" in kinds["MaxPool2d"]
     breakdown = tables.layer_breakdown(per)
     assert breakdown.total.sum() == per.bytes.sum()
+
+
+def test_the_same_networks_train_on_cifar10_when_its_files_are_present(tmp_path, monkeypatch):
+    import pickle
+
+    import numpy as np
+
+    from swatlib.data import cifar10
+
+    directory = tmp_path / "data" / "cifar-10-batches-py"
+    directory.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name in cifar10.FILES:  # tiny synthetic batches in the real pickle format
+        batch = {b"labels": [int(v) for v in rng.integers(0, 10, 16)],
+                 b"data": rng.integers(0, 256, (16, 3072), dtype=np.uint8)}
+        (directory / name).write_bytes(pickle.dumps(batch, protocol=2))
+    monkeypatch.setenv("SWATLIB_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    spec = swat.make_spec("swat-u", 0.5, **{**TINY, "subset": [48, 16], "batch_size": 16},
+                          dataset="cifar10")
+    assert spec["dataset"] == "cifar10" and config_key(spec) != config_key(
+        swat.make_spec("swat-u", 0.5, **{**TINY, "subset": [48, 16], "batch_size": 16}))
+    try:
+        result = swat.run(spec, log=lambda line: None)
+    finally:
+        swat._load.cache_clear()
+    assert result.result["steps"] == 3 and 0.0 <= result.test_acc <= 1.0
+    assert "CIFAR-10 48 train / 16 test" in swat.describe_setup(spec)
+    with pytest.raises(ValueError, match="dataset"):
+        swat.make_spec("dense", dataset="mnist")
+    with pytest.raises(ValueError, match="3072"):
+        swat.make_spec("dense", model="mlp", sizes=[784, 10], dataset="cifar10")

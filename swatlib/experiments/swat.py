@@ -1,7 +1,7 @@
 """The experiments behind the SWAT notebooks (``30``–``32``): cached training runs and memory.
 
 One training run = one network (:class:`~swatlib.models.SmallCNN` or the SET-MLP-shaped
-:class:`~swatlib.models.MLP`) trained on Fashion-MNIST with one method:
+:class:`~swatlib.models.MLP`) trained on Fashion-MNIST (or, with ``dataset="cifar10"``, CIFAR-10) with one method:
 
 ==============  ==========================================================================
 method          what runs
@@ -60,7 +60,7 @@ from swatlib.train import fit, use_threads
 
 __all__ = [
     "EXPERIMENT", "METHODS", "SENSITIVITY_MODES", "METHOD_LABELS", "MODE_LABELS", "RunResult",
-    "use_threads", "make_spec", "method_specs", "sensitivity_specs", "period_specs",
+    "DATASETS", "DATASET_NAMES", "use_threads", "make_spec", "method_specs", "sensitivity_specs", "period_specs",
     "build_model", "load_data", "nominal_flops", "run", "run_many", "describe", "describe_setup",
 ]
 
@@ -95,15 +95,22 @@ RIGL_ALPHA, RIGL_END = 0.3, 0.75
 SET_ZETA = 0.3
 
 
-def _model_config(model: str, width: int, batchnorm: bool, sizes: Sequence[int]) -> dict[str, Any]:
+#: Datasets the SWAT runs take, with the image shape the networks see.
+DATASETS = {"fashion-mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
+DATASET_NAMES = {"fashion-mnist": "Fashion-MNIST", "cifar10": "CIFAR-10"}
+
+
+def _model_config(model: str, width: int, batchnorm: bool, sizes: Sequence[int],
+                  dataset: str = "fashion-mnist") -> dict[str, Any]:
     if model == "cnn":
         if isinstance(width, bool) or not isinstance(width, int) or width < 1:
             raise ValueError(f"width must be a positive int, got {width!r}")
         return {"name": "small-cnn", "width": int(width), "batchnorm": bool(batchnorm)}
     if model == "mlp":
         sizes = [int(s) for s in sizes]
-        if len(sizes) < 2 or sizes[0] != 784 or sizes[-1] != 10:
-            raise ValueError(f"MLP sizes must run from 784 to 10 for Fashion-MNIST, got {sizes}")
+        features = math.prod(DATASETS[dataset])
+        if len(sizes) < 2 or sizes[0] != features or sizes[-1] != 10:
+            raise ValueError(f"MLP sizes must run from {features} to 10 for {dataset}, got {sizes}")
         return {"name": "mlp", "sizes": sizes, "activation": "relu", "dropout": 0.0}
     raise ValueError(f"model must be 'cnn' or 'mlp', got {model!r}")
 
@@ -113,7 +120,8 @@ def make_spec(method: str, density: float = 1.0, *, mode: str = "swat", period: 
               sizes: Sequence[int] = (784, 300, 100, 10), subset: Any = (4000, 2000),
               epochs: int = 4, batch_size: int = 128, lr: float = 0.05,
               momentum: float = 0.9, weight_decay: float = 5e-4, schedule: str = "cosine",
-              rigl_delta_t: int = 100, seed: int = 0, profile: str = "quick") -> dict[str, Any]:
+              rigl_delta_t: int = 100, seed: int = 0, profile: str = "quick",
+              dataset: str = "fashion-mnist") -> dict[str, Any]:
     """The full, canonical config of one training run (the results-cache key).
 
     Parameters
@@ -130,13 +138,16 @@ def make_spec(method: str, density: float = 1.0, *, mode: str = "swat", period: 
     model : {"cnn", "mlp"}
         :class:`SmallCNN` (``width``, ``batchnorm``) or a ReLU :class:`MLP` (``sizes``).
     subset : int, pair or None
-        Training images (and test images, for a pair); None for all of Fashion-MNIST.
+        Training images (and test images, for a pair); None for the whole dataset.
     epochs, batch_size, lr, momentum, weight_decay, schedule
         SGD settings; ``schedule`` is ``"cosine"`` (decay to 0 over the run) or ``"constant"``.
     rigl_delta_t : int
         Steps between RigL topology updates (RigL's ΔT; paper 100).
     seed, profile
         The trial's seed and the profile that asked for it (part of the key).
+    dataset : {"fashion-mnist", "cifar10"}
+        The data; the same networks take CIFAR-10's 3×32×32 images (SmallCNN's global pooling
+        makes it size-agnostic; the MLP's first size must then be 3072).
 
     Raises
     ------
@@ -149,6 +160,8 @@ def make_spec(method: str, density: float = 1.0, *, mode: str = "swat", period: 
         raise ValueError(f"unknown mode {mode!r}; valid: {', '.join(MODES)}")
     if mode != "swat" and method != "swat-u":
         raise ValueError(f"mode {mode!r} is a SWAT-U sensitivity variant; method was {method!r}")
+    if dataset not in DATASETS:
+        raise ValueError(f"unknown dataset {dataset!r}; valid: {', '.join(DATASETS)}")
     if schedule not in ("cosine", "constant"):
         raise ValueError(f"schedule must be 'cosine' or 'constant', got {schedule!r}")
     density = float(density)
@@ -159,9 +172,9 @@ def make_spec(method: str, density: float = 1.0, *, mode: str = "swat", period: 
     sparse_topk = method.startswith("swat") or method == "meprop"
     spec: dict[str, Any] = {
         "experiment": EXPERIMENT,
-        "dataset": "fashion-mnist",
+        "dataset": dataset,
         "subset": list(subset) if isinstance(subset, (list, tuple)) else subset,
-        "model": _model_config(model, width, batchnorm, sizes),
+        "model": _model_config(model, width, batchnorm, sizes, dataset),
         "method": method,
         "density": 1.0 if method == "dense" else round(density, 6),
         "mode": mode if method.startswith("swat") else None,
@@ -230,14 +243,14 @@ class RunResult:
 
 
 @functools.lru_cache(maxsize=4)
-def _load(subset: Any, flatten: bool):
-    return load("fashion-mnist", subset=subset, flatten=flatten)
+def _load(dataset: str, subset: Any, flatten: bool):
+    return load(dataset, subset=subset, flatten=flatten)
 
 
 def load_data(spec: dict[str, Any]):
-    """Fashion-MNIST as the spec's model takes it (memoised within the process)."""
+    """The spec's dataset as its model takes it (memoised within the process)."""
     subset = spec["subset"]
-    return _load(tuple(subset) if isinstance(subset, list) else subset,
+    return _load(spec["dataset"], tuple(subset) if isinstance(subset, list) else subset,
                  spec["model"]["name"] == "mlp")
 
 
@@ -247,13 +260,14 @@ def build_model(spec: dict[str, Any]) -> nn.Module:
     with torch.random.fork_rng():
         torch.manual_seed(spec["seed"])
         if m["name"] == "small-cnn":
-            return SmallCNN(width=m["width"], batchnorm=m["batchnorm"])
+            return SmallCNN(DATASETS[spec["dataset"]][0], width=m["width"], batchnorm=m["batchnorm"])
         return MLP(m["sizes"], activation=m["activation"], dropout=m["dropout"],
                    init="he_uniform", generator=torch.Generator().manual_seed(spec["seed"]))
 
 
 def _input_shape(spec: dict[str, Any]) -> tuple[int, ...]:
-    return (1, 28, 28) if spec["model"]["name"] == "small-cnn" else (784,)
+    shape = DATASETS[spec["dataset"]]
+    return shape if spec["model"]["name"] == "small-cnn" else (math.prod(shape),)
 
 
 def nominal_flops(spec: dict[str, Any], steps_per_epoch: int) -> dict[str, float] | None:
@@ -414,13 +428,13 @@ def describe_setup(spec: dict[str, Any]) -> str:
         net = f"SmallCNN width {m['width']}" + ("" if m["batchnorm"] else " no BN")
     else:
         net = "MLP " + "-".join(map(str, m["sizes"]))
-    subset = spec["subset"]
+    subset, name = spec["subset"], DATASET_NAMES[spec["dataset"]]
     if subset is None:
-        data = "full Fashion-MNIST"
+        data = f"full {name}"
     elif isinstance(subset, list):
-        data = f"Fashion-MNIST {subset[0]} train / {subset[1]} test"
+        data = f"{name} {subset[0]} train / {subset[1]} test"
     else:
-        data = f"Fashion-MNIST {subset} train"
+        data = f"{name} {subset} train"
     epochs = spec["epochs"]
     return f"{net}, {data}, {epochs} epoch{'' if epochs == 1 else 's'}"
 
