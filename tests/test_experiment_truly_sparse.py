@@ -7,7 +7,6 @@ histories.
 import math
 
 import pytest
-import torch
 
 from swatlib import reproduce
 from swatlib.cache import config_key

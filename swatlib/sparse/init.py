@@ -23,7 +23,7 @@ import math
 
 import torch
 
-from swatlib.sparse.erdos_renyi import connection_count, random_connections
+from swatlib.sparse.erdos_renyi import check_size, connection_count, random_connections, resolve_density
 
 __all__ = ["INITS", "draw_values", "initial_connections"]
 
@@ -81,19 +81,25 @@ def draw_values(
 def initial_connections(
     n_in: int,
     n_out: int,
-    density: float,
+    density: float | None,
     init: str,
     generator: torch.Generator | None = None,
     dtype: torch.dtype | None = None,
+    *,
+    epsilon: float | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Draw a layer's starting topology, then its weights — the one draw every sparse layer type uses.
+
+    Validates the constructor arguments the sparse layers share, so both report them alike.
 
     Parameters
     ----------
     n_in, n_out
-        Dense shape of the layer.
-    density
-        Kept fraction in (0, 1]; the count is :func:`~swatlib.sparse.erdos_renyi.connection_count`.
+        Dense shape of the layer (``in_features``, ``out_features``).
+    density, epsilon
+        Exactly one: the kept fraction in (0, 1], or the Erdős–Rényi ε
+        (:func:`~swatlib.sparse.erdos_renyi.resolve_density`); the count is
+        :func:`~swatlib.sparse.erdos_renyi.connection_count`.
     init
         One of :data:`INITS`.
     generator
@@ -106,6 +112,9 @@ def initial_connections(
     rows, cols, values : torch.Tensor
         Row-major sorted int64 indices and their weights.
     """
+    check_size(n_in, "in_features")
+    check_size(n_out, "out_features")
+    density = resolve_density(density, epsilon, n_in, n_out)
     if init not in INITS:
         raise ValueError(f"init must be one of {INITS}, got {init!r}")
     count = connection_count(density, n_in, n_out)

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from swatlib.optim import replace_parameter
-from swatlib.sparse.erdos_renyi import check_size, flat_keys, resolve_density
+from swatlib.sparse.erdos_renyi import flat_keys
 from swatlib.sparse.init import initial_connections
 from swatlib.sparse.sparse_linear import check_connections, neuron_map
 
@@ -57,10 +57,8 @@ class MaskedLinear(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        check_size(in_features, "in_features")
-        check_size(out_features, "out_features")
-        density = resolve_density(density, epsilon, in_features, out_features)
-        rows, cols, values = initial_connections(in_features, out_features, density, init, generator, dtype)
+        rows, cols, values = initial_connections(in_features, out_features, density, init, generator, dtype,
+                                                 epsilon=epsilon)
         weight = torch.zeros(out_features, in_features, dtype=values.dtype)
         weight[rows, cols] = values
         mask = torch.zeros(out_features, in_features, dtype=torch.bool)

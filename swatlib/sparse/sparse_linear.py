@@ -47,7 +47,7 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 
 from swatlib.optim import replace_parameter
-from swatlib.sparse.erdos_renyi import check_size, connection_count, flat_keys, resolve_density
+from swatlib.sparse.erdos_renyi import connection_count, flat_keys
 from swatlib.sparse.init import INITS, initial_connections
 
 __all__ = ["SparseLinear", "check_connections", "neuron_map"]
@@ -227,10 +227,8 @@ class SparseLinear(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        check_size(in_features, "in_features")
-        check_size(out_features, "out_features")
-        density = resolve_density(density, epsilon, in_features, out_features)
-        rows, cols, values = initial_connections(in_features, out_features, density, init, generator, dtype)
+        rows, cols, values = initial_connections(in_features, out_features, density, init, generator, dtype,
+                                                 epsilon=epsilon)
         self._setup(rows, cols, values.to(device), in_features, out_features, init,
                     torch.zeros(out_features, dtype=values.dtype, device=device) if bias else None)
 
