@@ -12,6 +12,10 @@ Variants — the same ``swatlib.models`` network, only the linear layers differ:
 ``swatlib``
     ``SparseMLP(layer="sparse")``: values + indices, CSR ``sparse.mm`` forward, SDDMM weight gradient;
     evolution ``swatlib.topology.SET``.
+``swatlib_torch``
+    The same ``swatlib`` model with the native kernels switched off (``swatlib.sparse.native.disabled``):
+    torch's CSR ``addmm`` / ``sparse_sampled_addmm`` and torch's ops for the dropout — what the
+    layer costs on a machine without a C compiler, and how much the native kernels bring.
 ``masked``
     ``SparseMLP(layer="masked")``: dense weight × {0, 1} mask, same topology, same SET.
 ``dense``
@@ -42,6 +46,7 @@ if __name__ == "__main__":
     os.environ["OMP_NUM_THREADS"] = "1"
 
 import argparse  # noqa: E402
+import contextlib  # noqa: E402
 import gc  # noqa: E402
 import importlib  # noqa: E402
 import json  # noqa: E402
@@ -58,7 +63,7 @@ from torch import nn  # noqa: E402
 
 from swatlib.models.mlp import MLP, SparseMLP  # noqa: E402
 from swatlib.optim import make_optimizer  # noqa: E402
-from swatlib.sparse import epsilon_to_density  # noqa: E402
+from swatlib.sparse import epsilon_to_density, native  # noqa: E402
 from swatlib.topology import SET  # noqa: E402
 
 SIZES = (784, 1000, 1000, 1000, 10)
@@ -70,7 +75,7 @@ LR = 0.01
 ZETA = 0.3
 REPEATS = 3
 QUICK_TRAIN = 10_000
-VARIANTS = ("swatlib", "masked", "dense", "sparselab")
+VARIANTS = ("swatlib", "swatlib_torch", "masked", "dense", "sparselab")
 
 MEMORY_SIZES = (65536, 100_000, 100_000, 2)
 MEMORY_EPSILON = 10.0
@@ -132,8 +137,8 @@ def build(variant: str, sizes: Sequence[int], epsilon: float, seed: int, sparsel
     generator = torch.Generator().manual_seed(seed)
     common = dict(activation="all_relu", alpha=ALPHA, dropout=DROPOUT, init="he_uniform")
     evolution = None
-    if variant in ("swatlib", "masked"):
-        layer = "sparse" if variant == "swatlib" else "masked"
+    if variant in ("swatlib", "swatlib_torch", "masked"):
+        layer = "masked" if variant == "masked" else "sparse"
         model = SparseMLP(list(sizes), epsilon=epsilon, layer=layer, generator=generator, **common)
         evolution = SET(zeta=ZETA, generator=generator)
     elif variant == "dense":
@@ -185,13 +190,16 @@ def time_once(variant: str, x: torch.Tensor, y: torch.Tensor, *, sizes: Sequence
     """Build a fresh model (untimed), then time one epoch + one evolution."""
     model, optimizer, evolution = build(variant, sizes, epsilon, seed, sparselab)
     nnz = connections(model)
+    kernels = native.disabled() if variant == "swatlib_torch" else contextlib.nullcontext()
+    torch.manual_seed(seed)  # the dropout masks come from torch's global generator
     gc.collect()
-    cpu_start, start = time.process_time(), time.perf_counter()
-    loss = train_epoch(model, optimizer, x, y, batch_size, torch.Generator().manual_seed(seed))
-    trained = time.perf_counter()
-    if evolution is not None:
-        evolution.evolve(model, optimizer)
-    end, cpu_end = time.perf_counter(), time.process_time()
+    with kernels:
+        cpu_start, start = time.process_time(), time.perf_counter()
+        loss = train_epoch(model, optimizer, x, y, batch_size, torch.Generator().manual_seed(seed))
+        trained = time.perf_counter()
+        if evolution is not None:
+            evolution.evolve(model, optimizer)
+        end, cpu_end = time.perf_counter(), time.process_time()
     return dict(seconds=end - start, cpu_seconds=cpu_end - cpu_start, train_seconds=trained - start,
                 evolve_seconds=end - trained, nnz=nnz, last_loss=loss, nnz_after=connections(model))
 
@@ -204,13 +212,14 @@ def run_speed(x: torch.Tensor, y: torch.Tensor, *, sizes: Sequence[int] = SIZES,
     ``sparselab=None`` leaves the sparselab variant out (its result is then ``None``).
     """
     runs: dict[str, list[dict]] = {v: [] for v in variants if v != "sparselab" or sparselab is not None}
+    native.available()  # compile (once per machine) or load the native kernels before any timing
     for r in range(repeats):
         for variant in runs:
             result = time_once(variant, x, y, sizes=sizes, epsilon=epsilon, batch_size=batch_size,
                                seed=seed + r, sparselab=sparselab)
             runs[variant].append(result)
             if log is not None:
-                log(f"  repeat {r + 1}/{repeats} {variant:9s} {result['seconds']:7.2f} s "
+                log(f"  repeat {r + 1}/{repeats} {variant:13s} {result['seconds']:7.2f} s "
                     f"(train {result['train_seconds']:.2f} s, evolution {result['evolve_seconds']:.3f} s, "
                     f"nnz {result['nnz']:,})")
     out: dict = {}
@@ -219,7 +228,7 @@ def run_speed(x: torch.Tensor, y: torch.Tensor, *, sizes: Sequence[int] = SIZES,
         results = runs.get(variant)
         out[f"{variant}_s"] = statistics.median(r["seconds"] for r in results) if results else None
         cpu[f"{variant}_s"] = statistics.median(r["cpu_seconds"] for r in results) if results else None
-    for other in ("sparselab", "masked", "dense"):
+    for other in ("sparselab", "swatlib_torch", "masked", "dense"):
         for medians in (out, cpu):
             mine, theirs = medians["swatlib_s"], medians[f"{other}_s"]
             medians[f"swatlib_over_{other}"] = mine / theirs if mine is not None and theirs else None
@@ -392,18 +401,18 @@ def summary(result: dict) -> str:
              f"one epoch + one evolution, median of {result['repeats']}",
              f"{env['cpu']}, {env['logical_cpus']} logical CPUs, torch {env['torch']}, "
              f"{env['torch_threads']} thread(s), sparselab {env['sparselab'] or 'absent'}", "",
-             f"{'variant':10s} {'wall s':>8s} {'CPU s':>8s} {'evolution s':>12s} {'nnz':>11s}"]
+             f"{'variant':13s} {'wall s':>8s} {'CPU s':>8s} {'evolution s':>12s} {'nnz':>11s}"]
     for v in VARIANTS:
         s = result[f"{v}_s"]
         if s is None:
-            lines.append(f"{v:10s} {'n/a':>8s}")
+            lines.append(f"{v:13s} {'n/a':>8s}")
         else:
-            lines.append(f"{v:10s} {s:8.2f} {cpu[v + '_s']:8.2f} {result['evolve_s'][v]:12.3f} "
+            lines.append(f"{v:13s} {s:8.2f} {cpu[v + '_s']:8.2f} {result['evolve_s'][v]:12.3f} "
                          f"{result['nnz'][v]:11,}")
     lines.append("")
-    for other in ("sparselab", "masked", "dense"):
+    for other in ("sparselab", "swatlib_torch", "masked", "dense"):
         r, c = result[f"swatlib_over_{other}"], cpu[f"swatlib_over_{other}"]
-        lines.append(f"swatlib / {other:9s} = {'n/a' if r is None else f'{r:.3f}'} (wall)"
+        lines.append(f"swatlib / {other:13s} = {'n/a' if r is None else f'{r:.3f}'} (wall)"
                      f"{'' if c is None else f', {c:.3f} (CPU)'}")
     for name, goal in result["goals"].items():
         met = {None: "not measurable", True: "met", False: "NOT met"}[goal["met"]]

@@ -4,4 +4,4 @@ Submodules are imported on demand (``import swatlib.data``) so that the light on
 (cache, plotting) never pay for torch.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

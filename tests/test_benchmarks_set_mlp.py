@@ -44,21 +44,29 @@ def result(bench, data):
 
 def test_json_has_every_key_and_sparselab_absent_is_null(result):
     out = json.loads(json.dumps(result))  # JSON-serialisable as --json prints it
-    for key in ("swatlib_s", "masked_s", "dense_s"):
+    for key in ("swatlib_s", "swatlib_torch_s", "masked_s", "dense_s"):
         assert out[key] > 0
     assert out["sparselab_s"] is None
     assert out["swatlib_over_sparselab"] is None
     assert out["swatlib_over_masked"] > 0 and out["swatlib_over_dense"] > 0
     assert out["goals"]["swatlib_over_sparselab"]["met"] is None
     assert out["goals"]["swatlib_over_masked"]["met"] in (True, False)
-    assert set(out["runs"]) == {"swatlib", "masked", "dense"}
+    assert out["swatlib_over_swatlib_torch"] > 0
+    assert set(out["runs"]) == {"swatlib", "swatlib_torch", "masked", "dense"}
     assert out["environment"]["sparselab"] is None and out["n_train"] == 300
+
+
+def test_native_and_torch_kernels_train_the_same_model(result):
+    """Same seed, same batches, same dropout bits: the two kernel sets differ only by rounding."""
+    runs = result["runs"]
+    assert runs["swatlib_torch"][0]["nnz"] == runs["swatlib"][0]["nnz"]
+    assert runs["swatlib_torch"][0]["last_loss"] == pytest.approx(runs["swatlib"][0]["last_loss"], rel=1e-4)
 
 
 def test_same_topology_size_and_evolution_keeps_nnz(result):
     runs = result["runs"]
     assert runs["swatlib"][0]["nnz"] == runs["masked"][0]["nnz"] < runs["dense"][0]["nnz"]
-    for variant in ("swatlib", "masked"):
+    for variant in ("swatlib", "swatlib_torch", "masked"):
         assert runs[variant][0]["nnz_after"] == runs[variant][0]["nnz"]
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 import torch
@@ -19,12 +21,22 @@ from swatlib.sparse import (
     draw_values,
     epsilon_to_density,
     random_connections,
+    native,
     sample_free_positions,
 )
 
 
 def _gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
+
+
+@pytest.fixture(params=["native", "torch"])
+def kernels(request):
+    """Run the test with swatlib's native CSR kernels and again with torch's (the fallback)."""
+    if request.param == "native" and not native.available():
+        pytest.skip("native kernels unavailable (no C compiler)")
+    with native.disabled() if request.param == "torch" else contextlib.nullcontext():
+        yield request.param
 
 
 def _dense_reference(layer: SparseLinear, x: torch.Tensor, values: torch.Tensor, bias: torch.Tensor | None):
@@ -134,7 +146,7 @@ class _LargestStrided(TorchDispatchMode):
         return out
 
 
-def test_no_dense_in_by_out_tensor_in_forward_or_backward():
+def test_no_dense_in_by_out_tensor_in_forward_or_backward(kernels):
     layer = SparseLinear(2000, 1500, density=0.002, generator=_gen(0))
     x = torch.randn(4, 2000, requires_grad=True)
     with _LargestStrided() as probe:
@@ -147,7 +159,7 @@ def test_no_dense_in_by_out_tensor_in_forward_or_backward():
 # ---------------------------------------------------------------- gradients
 @pytest.mark.parametrize(("n_in", "n_out", "density", "batch"),
                          [(7, 5, 0.4, 3), (12, 9, 0.1, 1), (6, 6, 1.0, 4)])
-def test_gradcheck_float64(n_in, n_out, density, batch):
+def test_gradcheck_float64(n_in, n_out, density, batch, kernels):
     layer = SparseLinear(n_in, n_out, density=density, generator=_gen(n_in), dtype=torch.float64)
     x = torch.randn(batch, n_in, dtype=torch.float64, requires_grad=True)
     values = torch.randn(layer.nnz, dtype=torch.float64, requires_grad=True)
@@ -159,7 +171,7 @@ def test_gradcheck_float64(n_in, n_out, density, batch):
     assert torch.autograd.gradcheck(run, (x, values, bias))
 
 
-def test_gradients_match_the_dense_reference_restricted_to_connections():
+def test_gradients_match_the_dense_reference_restricted_to_connections(kernels):
     layer = SparseLinear(40, 30, density=0.2, generator=_gen(5), dtype=torch.float64)
     x = torch.randn(2, 3, 40, dtype=torch.float64, requires_grad=True)  # extra leading dim
     layer(x).sin().sum().backward()
@@ -172,7 +184,7 @@ def test_gradients_match_the_dense_reference_restricted_to_connections():
 
 
 @pytest.mark.parametrize("bias", [True, False])
-def test_feature_major_chain_matches_the_dense_reference(bias):
+def test_feature_major_chain_matches_the_dense_reference(bias, kernels):
     # Y comes back as the transposed view of a contiguous Yᵀ, so a following layer reads Xᵀ without a
     # copy and its gradient arrives feature-major; either layout must give the dense results.
     a = SparseLinear(12, 9, density=0.3, bias=bias, generator=_gen(7), dtype=torch.float64)
@@ -199,7 +211,7 @@ def test_feature_major_chain_matches_the_dense_reference(bias):
             torch.testing.assert_close(layer.bias.grad, bias_ref.grad, rtol=1e-12, atol=1e-12)
 
 
-def test_rows_without_connections_and_empty_layers_work():
+def test_rows_without_connections_and_empty_layers_work(kernels):
     layer = SparseLinear(5, 8, density=0.05, generator=_gen(0), dtype=torch.float64)  # 2 of 40
     x = torch.randn(3, 5, dtype=torch.float64, requires_grad=True)
     layer(x).sum().backward()
@@ -233,7 +245,7 @@ def _make_optimizer(kind, params):
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adam", "authors"])
-def test_twin_truly_sparse_matches_masked_training(optimizer):
+def test_twin_truly_sparse_matches_masked_training(optimizer, kernels):
     sizes = [30, 25, 20, 4]
     sparse, masked = _MLP(SparseLinear, sizes, 11), _MLP(MaskedLinear, sizes, 11)
     opt_s = _make_optimizer(optimizer, sparse.parameters())

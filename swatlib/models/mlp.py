@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from swatlib.activations import make_activation
+from swatlib.dropout import inverted_dropout
 from swatlib.sparse import MaskedLinear, SparseLinear
 from swatlib.sparse.init import INITS, draw_values
 
@@ -58,8 +59,7 @@ class _Perceptron(nn.Module):
         for linear, activation in zip(self.linears, self.activations):
             x = activation(linear(x))
             if self.training and self.dropout > 0:
-                # A uniform-threshold mask is much cheaper than F.dropout's bernoulli (SPEC, tooling).
-                x = x * (torch.rand_like(x) >= self.dropout) * (1.0 / (1.0 - self.dropout))
+                x = inverted_dropout(x, self.dropout)
         return self.linears[-1](x)
 
     @property

@@ -2,35 +2,27 @@
 
 The trainable state is one 1-D ``values`` parameter (one weight per existing connection) plus integer
 index buffers; no tensor of size ``in_features × out_features`` exists anywhere, in the forward pass,
-the backward pass, or the optimizer (SPEC §1, "truly sparse"). Kernels, chosen by measurement (batch
-128, 784→1000 and 1000→1000 at ε = 20, float32, torch 2.13 CPU, one thread; 784→1000 / 1000→1000;
-medians of interleaved repeats, process CPU time, on a shared 2-core VM):
+the backward pass, or the optimizer (SPEC §1, "truly sparse"). Kernels, chosen by measurement
+(``benchmarks/csr_kernels.py``: batch 128, 784→1000 / 1000→1000 at ε = 20, float32, one thread, on a
+shared 2-core AMD EPYC VM; benchmarks/README.md has the full story):
 
 * the computation is **feature-major**: ``Xᵀ``, ``Yᵀ`` and ``dYᵀ`` are contiguous, ``Y`` is returned as
   the transposed view of ``Yᵀ``. Element-wise layers keep that layout, so between two ``SparseLinear``
   layers no transposed copy is made (only the model's input is copied once, in the first layer);
-* forward ``Yᵀ = b + W Xᵀ`` with the bias fused into one CSR ``torch.addmm``: 0.66 / 0.74 ms
-  (0.78 / 0.87 ms from a batch-major ``X``), against 0.83 / 0.91 ms for the previous
-  ``sparse.mm(W, X.t()).t() + b`` (transposed copy + zero-fill + bias add), 5.2 / 5.7 ms with COO,
-  5.2 / 5.7 ms for ``X @ Wᵀ_csr`` (dense × CSR is not nnz-proportional) and 2.3 / 3.0 ms for ``nn.Linear``;
-* backward ``dXᵀ = Wᵀ dYᵀ`` with ``Wᵀ`` in CSR whose values are ``index_select(values, t_perm)``
-  (0.03 ms, against 0.10–0.12 ms for ``values[t_perm]``; the CSC view ``W.t()`` is 3–6× slower in
-  ``sparse.mm``): 0.58 / 0.68 ms, against 0.87 / 1.03 ms before;
-* backward ``dW`` **only at the existing connections** — the SDDMM
-  ``dW[k] = Σ_b dY[b, row_k]·X[b, col_k]`` — with ``torch.sparse.sampled_addmm(pattern, dYᵀ, X)``:
-  0.49 / 0.58 ms with both operands feature-major (0.56 / 0.68 ms with a batch-major ``X``, as in the
-  first layer, whose input is kept rather than a transposed copy; 0.67 / 0.81 ms before), against 7.3 / 7.5 ms
-  for the gather-based ``(dY[:, rows] * X[:, cols]).sum(0)``; never the dense outer product ``dYᵀ X``;
-  the bias gradient is ``dYᵀ.sum(1)``;
-* int32 index buffers were measured and not adopted: 2–3 % faster kernels in isolation (torch converts
-  int64 CSR indices per call), no measurable difference in a whole SET-MLP training step.
-
-A whole forward + backward step of the layer took 2.2 / 2.3 ms feature-major (2.8 / 2.9 ms from a
-batch-major ``X`` and ``dY``), against 3.3 / 4.0 ms before, 7.8 / 9.8 ms for ``nn.Linear`` and
-11.0 / 11.8 ms for :class:`~swatlib.sparse.MaskedLinear`. In a whole 784-1000-1000-1000-10 SET-MLP
-training step (with dropout and All-ReLU, op-level profile) the kernels themselves got ≈ 7 % slower —
-presumably because the removed copies had brought their operands into cache — so the step gained only
-≈ 1–3 %.
+* forward ``Yᵀ = b + W Xᵀ`` (CSR ``W``, bias fused), backward ``dXᵀ = Wᵀ dYᵀ`` (``Wᵀ``'s CSR indices are
+  kept as buffers, its values read through the permutation ``t_perm``) and ``dW`` **only at the
+  existing connections** — the SDDMM ``dW[k] = Σ_b dY[b, row_k]·X[b, col_k]``, never the dense outer
+  product ``dYᵀ X`` — run in swatlib's native kernels (:mod:`swatlib.sparse.native`, C compiled on
+  first use): 0.28 / 0.31, 0.33 / 0.37 and 0.40 / 0.44 ms, against 0.59 / 0.67, 0.63 / 0.71 and
+  0.48 / 0.57 ms for torch's CSR ``addmm``, ``sparse.mm`` on ``Wᵀ`` and ``sparse_sampled_addmm``,
+  which are the fallback (no C compiler, other devices or dtypes, :func:`native.disabled`) and the
+  reference the tests compare with; the bias gradient is ``dYᵀ.sum(1)``;
+* rejected on the way, all with torch's kernels: COO (5.2 / 5.7 ms forward), ``X @ Wᵀ_csr`` (dense ×
+  CSR, 5.2 / 5.7 ms, not nnz-proportional), the CSC view ``W.t()`` for ``dX`` (3–6× slower), a
+  gather-based SDDMM ``(dY[:, rows] * X[:, cols]).sum(0)`` (7.3 / 7.5 ms), batch-major operands (a
+  transposed copy and a zero-fill per call); ``nn.Linear`` takes 2.3 / 3.0 ms for the forward alone;
+* int32 index buffers were measured and not adopted: no measurable difference in a whole SET-MLP
+  training step (they would save 16 B per connection).
 
 Connections are kept sorted row-major (by ``row·in_features + col``). Topology algorithms change them
 through :meth:`SparseLinear.set_connections` and :meth:`SparseLinear.select_neurons`, which keep the
@@ -47,6 +39,7 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 
 from swatlib.optim import replace_parameter
+from swatlib.sparse import native
 from swatlib.sparse.erdos_renyi import connection_count, flat_keys
 from swatlib.sparse.init import INITS, initial_connections
 
@@ -149,27 +142,37 @@ class _SparseLinearFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, values, bias, crow, col, t_crow, t_col, t_perm, n_out, n_in):  # type: ignore[override]
         x_t = _feature_major(x)
-        weight = _csr(crow, col, values, (n_out, n_in))
-        y_t = torch.sparse.mm(weight, x_t) if bias is None else torch.addmm(bias[:, None], weight, x_t)
-        # x, not x_t: for a feature-major x they are the same memory, and for a batch-major one (the
-        # model's input) this keeps no second copy alive until backward.
-        ctx.save_for_backward(x, values, crow, col, t_crow, t_col, t_perm)
+        if native.usable(x_t, values, *(() if bias is None else (bias,))):
+            y_t = native.spmm(crow, col, values, x_t, bias)
+        else:
+            weight = _csr(crow, col, values, (n_out, n_in))
+            y_t = torch.sparse.mm(weight, x_t) if bias is None else torch.addmm(bias[:, None], weight, x_t)
+        # x_t is x's own memory for a feature-major x; for a batch-major x (the model's input) it is the
+        # one transposed copy, which the weight gradient needs anyway.
+        ctx.save_for_backward(x_t, values, crow, col, t_crow, t_col, t_perm)
         ctx.shape = (n_out, n_in)
         return y_t.t()
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out):  # type: ignore[override]
-        x, values, crow, col, t_crow, t_col, t_perm = ctx.saved_tensors
+        x_t, values, crow, col, t_crow, t_col, t_perm = ctx.saved_tensors
         n_out, n_in = ctx.shape
         grad_x = grad_values = grad_bias = None
         grad_t = _feature_major(grad_out)
+        fast = native.usable(grad_t, x_t, values)
         if ctx.needs_input_grad[0]:
-            weight_t = _csr(t_crow, t_col, torch.index_select(values, 0, t_perm), (n_in, n_out))
-            grad_x = torch.sparse.mm(weight_t, grad_t).t()
+            if fast:
+                grad_x = native.spmm(t_crow, t_col, values, grad_t, perm=t_perm).t()
+            else:
+                weight_t = _csr(t_crow, t_col, torch.index_select(values, 0, t_perm), (n_in, n_out))
+                grad_x = torch.sparse.mm(weight_t, grad_t).t()
         if ctx.needs_input_grad[1]:
-            pattern = _csr(crow, col, values, (n_out, n_in))
-            grad_values = torch.sparse.sampled_addmm(pattern, grad_t, x, beta=0.0).values()
+            if fast:
+                grad_values = native.sddmm(crow, col, grad_t, x_t)
+            else:
+                pattern = _csr(crow, col, values, (n_out, n_in))
+                grad_values = torch.sparse.sampled_addmm(pattern, grad_t, x_t.t(), beta=0.0).values()
         if ctx.needs_input_grad[2]:
             grad_bias = grad_t.sum(1)
         return grad_x, grad_values, grad_bias, None, None, None, None, None, None, None
@@ -384,8 +387,7 @@ class SparseLinear(nn.Module):
         """``x Wᵀ + b`` for ``x`` of shape ``(*, in_features)``.
 
         For a 2-D ``x`` the result is the transposed view of a contiguous ``(out_features, batch)``
-        tensor (not contiguous itself; see the module docstring). ``torch.rand_like`` of it therefore
-        draws its numbers in feature-major order.
+        tensor (not contiguous itself; see the module docstring).
         """
         if x.dim() == 0 or x.shape[-1] != self.in_features:
             raise ValueError(f"input must have {self.in_features} features in its last dimension, "

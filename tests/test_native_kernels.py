@@ -1,0 +1,151 @@
+"""The native CSR kernels against dense references, and the compile / fallback machinery."""
+
+from __future__ import annotations
+
+import shutil
+import warnings
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from swatlib.sparse import SparseLinear, native
+
+needs_native = pytest.mark.skipif(shutil.which("cc") is None, reason="no C compiler on this machine")
+
+
+def _csr_pointers(rows: torch.Tensor, n_rows: int) -> torch.Tensor:
+    pointers = torch.zeros(n_rows + 1, dtype=torch.int64)
+    pointers[1:] = torch.cumsum(torch.bincount(rows, minlength=n_rows), 0)
+    return pointers
+
+
+def _pattern(n_rows: int, n_cols: int, density: float, seed: int):
+    generator = torch.Generator().manual_seed(seed)
+    count = round(density * n_rows * n_cols)  # may be 0: an empty pattern
+    keys = torch.randperm(n_rows * n_cols, generator=generator)[:count].sort().values
+    return keys // n_cols, keys % n_cols, generator
+
+
+@needs_native
+def test_native_kernels_compile_on_a_machine_with_a_compiler():
+    assert native.available()
+
+
+@needs_native
+@settings(max_examples=60, deadline=None)
+@given(n_rows=st.integers(1, 40), n_cols=st.integers(1, 40), batch=st.integers(0, 150),
+       density=st.floats(0.0, 1.0), seed=st.integers(0, 10**6), double=st.booleans(), bias=st.booleans())
+def test_spmm_and_sddmm_match_the_dense_products(n_rows, n_cols, batch, density, seed, double, bias):
+    # batch up to 150 covers the register-blocked chunks (64 floats / 32 doubles) and the remainder.
+    dtype = torch.float64 if double else torch.float32
+    rows, cols, generator = _pattern(n_rows, n_cols, density, seed)
+    values = torch.randn(rows.numel(), generator=generator, dtype=dtype)
+    x = torch.randn(n_cols, batch, generator=generator, dtype=dtype)
+    g = torch.randn(n_rows, batch, generator=generator, dtype=dtype)
+    b = torch.randn(n_rows, generator=generator, dtype=dtype) if bias else None
+    dense = torch.zeros(n_rows, n_cols, dtype=dtype).index_put_((rows, cols), values)
+    tolerance = dict(rtol=1e-10, atol=1e-10) if double else dict(rtol=1e-4, atol=1e-4)
+
+    expected = dense @ x + (0 if b is None else b[:, None])
+    torch.testing.assert_close(native.spmm(_csr_pointers(rows, n_rows), cols, values, x, b), expected, **tolerance)
+
+    # The transposed weight through a permutation of the same values, as SparseLinear's backward uses it.
+    t_order = torch.argsort(cols * n_rows + rows)
+    got = native.spmm(_csr_pointers(cols, n_cols), rows[t_order], values, g, perm=t_order)
+    torch.testing.assert_close(got, dense.t() @ g, **tolerance)
+
+    got = native.sddmm(_csr_pointers(rows, n_rows), cols, g, x)
+    torch.testing.assert_close(got, (g @ x.t())[rows, cols], **tolerance)
+
+
+@needs_native
+def test_threads_give_the_same_bits_as_one_thread():
+    rows, cols, generator = _pattern(300, 200, 0.05, 0)
+    crow = _csr_pointers(rows, 300)
+    values = torch.randn(rows.numel(), generator=generator)
+    x = torch.randn(200, 70, generator=generator)
+    g = torch.randn(300, 70, generator=generator)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = native.spmm(crow, cols, values, x), native.sddmm(crow, cols, g, x)
+        torch.set_num_threads(2)
+        two = native.spmm(crow, cols, values, x), native.sddmm(crow, cols, g, x)
+    finally:
+        torch.set_num_threads(threads)
+    for a, b in zip(one, two):
+        assert torch.equal(a, b)  # every row is computed by one thread in the same order
+
+
+@needs_native
+def test_sparse_linear_gives_the_same_training_step_with_either_kernel_set():
+    layer = SparseLinear(50, 40, density=0.2, generator=torch.Generator().manual_seed(3))
+    x = torch.randn(33, 50, generator=torch.Generator().manual_seed(4), requires_grad=True)
+    grads = []
+    for context in (native.disabled, lambda: warnings.catch_warnings()):
+        layer.zero_grad()
+        x.grad = None
+        with context():
+            layer(x).tanh().sum().backward()
+        grads.append((x.grad.clone(), layer.values.grad.clone(), layer.bias.grad.clone()))
+    for torch_kernel, native_kernel in zip(*grads):
+        torch.testing.assert_close(native_kernel, torch_kernel, rtol=1e-5, atol=1e-5)
+
+
+def test_disabled_switches_every_caller_to_torch():
+    with native.disabled():
+        assert not native.usable(torch.zeros(3))
+        with native.disabled():
+            assert not native.usable(torch.zeros(3))
+        assert not native.usable(torch.zeros(3))
+    assert native.usable(torch.zeros(3)) == native.available()
+
+
+def test_usable_only_for_contiguous_cpu_float_tensors_of_one_dtype():
+    assert not native.usable(torch.zeros(3, dtype=torch.float16))
+    assert not native.usable(torch.zeros(3, 4).t())
+    assert not native.usable(torch.zeros(3), torch.zeros(3, dtype=torch.float64))
+
+
+@pytest.fixture
+def fresh_library(monkeypatch, tmp_path):
+    """Forget the loaded library and compile into an empty cache directory; restore afterwards."""
+    monkeypatch.setenv("SWATLIB_KERNEL_CACHE", str(tmp_path))
+    native._library.cache_clear()
+    yield tmp_path
+    native._library.cache_clear()
+
+
+def test_missing_compiler_warns_once_and_falls_back(monkeypatch, fresh_library):
+    monkeypatch.setenv("CC", "no-such-compiler-swatlib")
+    with pytest.warns(RuntimeWarning, match="no C compiler 'no-such-compiler-swatlib' found"):
+        assert not native.available()
+    layer = SparseLinear(6, 4, density=0.5, generator=torch.Generator().manual_seed(0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no second warning, and the layer still works
+        assert layer(torch.randn(2, 6)).shape == (2, 4)
+
+
+def test_failing_compiler_warns_and_leaves_no_file(monkeypatch, fresh_library):
+    monkeypatch.setenv("CC", "false")  # exists, exits 1
+    with pytest.warns(RuntimeWarning, match="compiling csr_kernels.c failed"):
+        assert not native.available()
+    assert list(fresh_library.iterdir()) == []  # no half-written library left behind
+
+
+@needs_native
+def test_compiled_library_is_cached_under_a_hashed_name(fresh_library):
+    assert native.available()
+    (library,) = fresh_library.iterdir()
+    assert library.name.startswith("csr_kernels-") and library.suffix == ".so"
+    native._library.cache_clear()
+    assert native.available() and list(fresh_library.iterdir()) == [library]  # reused, not rebuilt
+
+
+def test_switched_off_by_environment(monkeypatch, fresh_library):
+    monkeypatch.setenv("SWATLIB_NATIVE", "0")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert not native.available()
