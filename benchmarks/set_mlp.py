@@ -185,12 +185,17 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Ten
     return last
 
 
+def _kernels(variant: str) -> contextlib.AbstractContextManager:
+    """torch's kernels for ``swatlib_torch``, swatlib's native ones (when available) for the rest."""
+    return native.disabled() if variant == "swatlib_torch" else contextlib.nullcontext()
+
+
 def time_once(variant: str, x: torch.Tensor, y: torch.Tensor, *, sizes: Sequence[int], epsilon: float,
               batch_size: int, seed: int, sparselab=None) -> dict:
     """Build a fresh model (untimed), then time one epoch + one evolution."""
     model, optimizer, evolution = build(variant, sizes, epsilon, seed, sparselab)
     nnz = connections(model)
-    kernels = native.disabled() if variant == "swatlib_torch" else contextlib.nullcontext()
+    kernels = _kernels(variant)
     torch.manual_seed(seed)  # the dropout masks come from torch's global generator
     gc.collect()
     with kernels:
@@ -341,10 +346,11 @@ def profile(variant: str, x: torch.Tensor, y: torch.Tensor, *, steps: int = 100,
     """torch.profiler table (self CPU time) of ``steps`` training steps of ``variant``."""
     model, optimizer, _ = build(variant, SIZES, EPSILON, 0, sparselab)
     subset = 8 * BATCH
-    train_epoch(model, optimizer, x[:subset], y[:subset], BATCH, torch.Generator().manual_seed(0))  # warm-up
     n = min(len(x), steps * BATCH)
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
-        train_epoch(model, optimizer, x[:n], y[:n], BATCH, torch.Generator().manual_seed(0))
+    with _kernels(variant):
+        train_epoch(model, optimizer, x[:subset], y[:subset], BATCH, torch.Generator().manual_seed(0))  # warm-up
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+            train_epoch(model, optimizer, x[:n], y[:n], BATCH, torch.Generator().manual_seed(0))
     return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows)
 
 

@@ -149,3 +149,15 @@ def test_switched_off_by_environment(monkeypatch, fresh_library):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert not native.available()
+
+
+@needs_native
+def test_int32_indices_are_converted_and_give_the_same_products():
+    rows, cols, generator = _pattern(30, 20, 0.2, 1)
+    crow = _csr_pointers(rows, 30)
+    values = torch.randn(rows.numel(), generator=generator)
+    x = torch.randn(20, 70, generator=generator)
+    g = torch.randn(30, 70, generator=generator)
+    as32 = [t.to(torch.int32) for t in (crow, cols)]
+    assert torch.equal(native.spmm(*as32, values, x), native.spmm(crow, cols, values, x))
+    assert torch.equal(native.sddmm(*as32, g, x), native.sddmm(crow, cols, g, x))

@@ -173,9 +173,10 @@ def spmm(crow: torch.Tensor, col: torch.Tensor, values: torch.Tensor, x: torch.T
     """
     n_rows, batch = crow.numel() - 1, x.shape[1]
     out = torch.empty(n_rows, batch, dtype=x.dtype)
-    _function("spmm", x.dtype)(_ptr(_index(crow)), _ptr(_index(col)), _ptr(None if perm is None else _index(perm)),
-                               _ptr(values), _ptr(bias), _ptr(x), _ptr(out), n_rows, batch,
-                               torch.get_num_threads())
+    # bound to names so that converted index tensors stay alive during the call
+    crow, col, perm = _index(crow), _index(col), None if perm is None else _index(perm)
+    _function("spmm", x.dtype)(_ptr(crow), _ptr(col), _ptr(perm), _ptr(values), _ptr(bias), _ptr(x), _ptr(out),
+                               n_rows, batch, torch.get_num_threads())
     return out
 
 
@@ -187,8 +188,9 @@ def sddmm(crow: torch.Tensor, col: torch.Tensor, g: torch.Tensor, x: torch.Tenso
     """
     n_rows, batch = crow.numel() - 1, x.shape[1]
     out = torch.empty(col.numel(), dtype=x.dtype)
-    _function("sddmm", x.dtype)(_ptr(_index(crow)), _ptr(_index(col)), _ptr(g), _ptr(x), _ptr(out), n_rows,
-                                batch, torch.get_num_threads())
+    crow, col = _index(crow), _index(col)
+    _function("sddmm", x.dtype)(_ptr(crow), _ptr(col), _ptr(g), _ptr(x), _ptr(out), n_rows, batch,
+                                torch.get_num_threads())
     return out
 
 
