@@ -28,6 +28,15 @@ def _pattern(n_rows: int, n_cols: int, density: float, seed: int):
     return keys // n_cols, keys % n_cols, generator
 
 
+def _operands(n_rows: int, n_cols: int, density: float, seed: int, batch: int):
+    """A random CSR pattern ``(crow, cols)`` with float32 values, an input ``x`` and a gradient ``g``."""
+    rows, cols, generator = _pattern(n_rows, n_cols, density, seed)
+    values = torch.randn(rows.numel(), generator=generator)
+    x = torch.randn(n_cols, batch, generator=generator)
+    g = torch.randn(n_rows, batch, generator=generator)
+    return _csr_pointers(rows, n_rows), cols, values, x, g
+
+
 @needs_native
 def test_native_kernels_compile_on_a_machine_with_a_compiler():
     assert native.available()
@@ -62,11 +71,7 @@ def test_spmm_and_sddmm_match_the_dense_products(n_rows, n_cols, batch, density,
 
 @needs_native
 def test_threads_give_the_same_bits_as_one_thread():
-    rows, cols, generator = _pattern(300, 200, 0.05, 0)
-    crow = _csr_pointers(rows, 300)
-    values = torch.randn(rows.numel(), generator=generator)
-    x = torch.randn(200, 70, generator=generator)
-    g = torch.randn(300, 70, generator=generator)
+    crow, cols, values, x, g = _operands(300, 200, 0.05, 0, 70)
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
@@ -153,11 +158,7 @@ def test_switched_off_by_environment(monkeypatch, fresh_library):
 
 @needs_native
 def test_int32_indices_are_converted_and_give_the_same_products():
-    rows, cols, generator = _pattern(30, 20, 0.2, 1)
-    crow = _csr_pointers(rows, 30)
-    values = torch.randn(rows.numel(), generator=generator)
-    x = torch.randn(20, 70, generator=generator)
-    g = torch.randn(30, 70, generator=generator)
+    crow, cols, values, x, g = _operands(30, 20, 0.2, 1, 70)
     as32 = [t.to(torch.int32) for t in (crow, cols)]
     assert torch.equal(native.spmm(*as32, values, x), native.spmm(crow, cols, values, x))
     assert torch.equal(native.sddmm(*as32, g, x), native.sddmm(crow, cols, g, x))
