@@ -64,7 +64,7 @@ from torch import nn  # noqa: E402
 from swatlib.models.mlp import MLP, SparseMLP  # noqa: E402
 from swatlib.optim import make_optimizer  # noqa: E402
 from swatlib.sparse import epsilon_to_density, native  # noqa: E402
-from swatlib.topology import SET  # noqa: E402
+from swatlib.topology import SET, evolvable_layers  # noqa: E402
 
 SIZES = (784, 1000, 1000, 1000, 10)
 EPSILON = 20.0
@@ -98,7 +98,7 @@ def import_sparselab():
 
 
 class _SparselabSET:
-    """sparselab's SET on the hidden layers of a model, run once per call of ``evolve``."""
+    """sparselab's SET on the hidden layers of a model, run once per call of ``step`` (swatlib's protocol)."""
 
     def __init__(self, sparselab, layers: Sequence[nn.Module], sparsity: float, seed: int) -> None:
         # update_freq is irrelevant: step() is never called, update() is called once per epoch.
@@ -106,7 +106,7 @@ class _SparselabSET:
         for layer in layers:
             self.algo.attach(layer)
 
-    def evolve(self, model: nn.Module, optimizer: torch.optim.Optimizer | None = None) -> None:
+    def step(self) -> None:
         self.algo.update()
 
 
@@ -140,8 +140,9 @@ def build(variant: str, sizes: Sequence[int], epsilon: float, seed: int, sparsel
     if variant in ("swatlib", "swatlib_torch", "masked"):
         layer = "masked" if variant == "masked" else "sparse"
         model = SparseMLP(list(sizes), epsilon=epsilon, layer=layer, generator=generator, **common)
-        evolution = SET(zeta=ZETA, generator=generator)
-    elif variant == "dense":
+        optimizer = make_optimizer("authors", model.parameters(), lr=LR)
+        return model, optimizer, SET(evolvable_layers(model), zeta=ZETA, optimizer=optimizer, generator=generator)
+    if variant == "dense":
         model = MLP(list(sizes), generator=generator, **common)
     elif variant == "sparselab":
         if sparselab is None:
@@ -203,7 +204,7 @@ def time_once(variant: str, x: torch.Tensor, y: torch.Tensor, *, sizes: Sequence
         loss = train_epoch(model, optimizer, x, y, batch_size, torch.Generator().manual_seed(seed))
         trained = time.perf_counter()
         if evolution is not None:
-            evolution.evolve(model, optimizer)
+            evolution.step()
         end, cpu_end = time.perf_counter(), time.process_time()
     return dict(seconds=end - start, cpu_seconds=cpu_end - cpu_start, train_seconds=trained - start,
                 evolve_seconds=end - trained, nnz=nnz, last_loss=loss, nnz_after=connections(model))

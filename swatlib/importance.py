@@ -20,9 +20,9 @@ Modes (named options):
     ``nn.Linear``); shapes, outgoing weights and biases are unchanged and nothing is regrown, so
     nnz shrinks.
 
-Schedules (:data:`SCHEDULES`): ``"paper"`` — 20th percentile every 10 epochs (sequential runs);
-``"authors"`` — 10th percentile every 20 epochs (the parallel code). Both start at ``start_epoch``
-(paper: 200). :func:`prune_neurons` is the one-shot post-training variant (paper Table 6).
+:func:`prune_neurons` prunes once — the post-training variant of paper Table 6, and the step that
+:class:`swatlib.topology.ImportancePruning` repeats on a schedule during training
+(:func:`prune_and_map` also returns the old → new connection maps that topology steps expose).
 
 **Model protocol.** A model exposes ``linears``, its ordered linear layers (``SparseLinear``,
 ``MaskedLinear`` or ``nn.Linear``; the last is the output layer), and optionally ``activations``, the
@@ -34,7 +34,7 @@ module with ``select_features`` belonging to the linear layer before it.
 
 from __future__ import annotations
 
-from numbers import Integral, Real
+from numbers import Real
 
 import numpy as np
 import torch
@@ -45,19 +45,16 @@ from swatlib.sparse import MaskedLinear, SparseLinear
 
 __all__ = [
     "MODES",
-    "SCHEDULES",
-    "ImportancePruning",
     "hidden_sizes",
+    "linear_layers",
     "neuron_importance",
     "neurons_to_prune",
+    "prune_and_map",
     "prune_neurons",
 ]
 
 #: Accepted ``mode`` names.
 MODES = ("remove", "zero_incoming")
-
-#: Named schedules: percentile ``p`` applied every ``every`` epochs.
-SCHEDULES = {"paper": {"every": 10, "percentile": 20.0}, "authors": {"every": 20, "percentile": 10.0}}
 
 _LINEAR_TYPES = (nn.Linear, SparseLinear, MaskedLinear)
 
@@ -151,12 +148,16 @@ def _select_dense(
 
 
 @torch.no_grad()
-def _remove_incoming(layer: nn.Module, pruned: torch.Tensor, optimizer: torch.optim.Optimizer | None) -> None:
-    """The authors' behaviour: drop (or zero) every incoming connection of the ``pruned`` neurons."""
+def _remove_incoming(layer: nn.Module, pruned: torch.Tensor,
+                     optimizer: torch.optim.Optimizer | None) -> torch.Tensor | None:
+    """The authors' behaviour: drop (or zero) every incoming connection of the ``pruned`` neurons.
+
+    Returns the old → new connection map of a sparse layer (None for a dense one).
+    """
     if isinstance(layer, (SparseLinear, MaskedLinear)):
         rows, cols, values = layer.connections()
         kept = (~torch.isin(rows, pruned)).nonzero().squeeze(1)
-        layer.set_connections(rows[kept], cols[kept], values[kept], source=kept, optimizer=optimizer)
+        return layer.set_connections(rows[kept], cols[kept], values[kept], source=kept, optimizer=optimizer)
     else:
         weight = layer.weight
         source = torch.arange(weight.numel()).reshape(weight.shape)
@@ -164,14 +165,64 @@ def _remove_incoming(layer: nn.Module, pruned: torch.Tensor, optimizer: torch.op
         new_weight = weight.detach().clone()
         new_weight[pruned] = 0.0
         replace_parameter(weight, new_weight, source.reshape(-1), optimizer)
+        return None
 
 
 def _select(layer: nn.Module, outputs: torch.Tensor | None, inputs: torch.Tensor | None,
-            optimizer: torch.optim.Optimizer | None) -> None:
+            optimizer: torch.optim.Optimizer | None) -> torch.Tensor | None:
+    """Shrink any linear layer; return the connection map of a sparse one (None for a dense one)."""
     if isinstance(layer, (SparseLinear, MaskedLinear)):
-        layer.select_neurons(outputs=outputs, inputs=inputs, optimizer=optimizer)
-    else:
-        _select_dense(layer, outputs, inputs, optimizer)
+        return layer.select_neurons(outputs=outputs, inputs=inputs, optimizer=optimizer)
+    _select_dense(layer, outputs, inputs, optimizer)
+    return None
+
+
+def prune_and_map(
+    model: nn.Module,
+    percentile: float,
+    optimizer: torch.optim.Optimizer | None = None,
+    mode: str = "remove",
+) -> tuple[list[int], dict[int, torch.Tensor]]:
+    """:func:`prune_neurons`, also returning each changed sparse layer's old → new connection map.
+
+    Returns
+    -------
+    (list of int, dict of int to torch.Tensor)
+        Neurons selected per hidden layer, and by index into the model's linear layers the old index
+        of every remaining connection in the new order (a layer shrunk on both sides gets the two
+        maps composed).
+    """
+    _check_percentile(percentile)
+    _check_mode(mode)
+    linears, activations = _structure(model)
+    if len(linears) < 2:
+        raise ValueError("model must have at least one hidden layer (two linear layers) to prune")
+    for layer in linears:
+        if not isinstance(layer, _LINEAR_TYPES):
+            raise ValueError(f"model.linears must hold SparseLinear, MaskedLinear or nn.Linear, "
+                             f"got {type(layer).__name__}")
+    pruned = [neurons_to_prune(neuron_importance(layer), percentile) for layer in linears[:-1]]
+    maps: dict[int, torch.Tensor] = {}
+
+    def record(index: int, source: torch.Tensor | None) -> None:
+        if source is not None:
+            maps[index] = maps[index][source] if index in maps else source
+
+    for index, drop in enumerate(pruned):
+        layer = linears[index]
+        if drop.numel() == 0:
+            continue
+        if mode == "zero_incoming":
+            record(index, _remove_incoming(layer, drop, optimizer))
+            continue
+        keep_mask = torch.ones(layer.out_features, dtype=torch.bool)
+        keep_mask[drop] = False
+        keep = keep_mask.nonzero().squeeze(1)
+        record(index, _select(layer, keep, None, optimizer))
+        if activations[index] is not None:
+            activations[index].select_features(keep, optimizer)
+        record(index + 1, _select(linears[index + 1], None, keep, optimizer))
+    return [drop.numel() for drop in pruned], maps
 
 
 def prune_neurons(
@@ -204,91 +255,15 @@ def prune_neurons(
     ValueError
         If ``percentile`` ∉ [0, 100), ``mode`` is unknown, or the model has no hidden layer.
     """
-    _check_percentile(percentile)
-    _check_mode(mode)
-    linears, activations = _structure(model)
-    if len(linears) < 2:
-        raise ValueError("model must have at least one hidden layer (two linear layers) to prune")
-    for layer in linears:
-        if not isinstance(layer, _LINEAR_TYPES):
-            raise ValueError(f"model.linears must hold SparseLinear, MaskedLinear or nn.Linear, "
-                             f"got {type(layer).__name__}")
-    pruned = [neurons_to_prune(neuron_importance(layer), percentile) for layer in linears[:-1]]
-    for index, drop in enumerate(pruned):
-        layer = linears[index]
-        if drop.numel() == 0:
-            continue
-        if mode == "zero_incoming":
-            _remove_incoming(layer, drop, optimizer)
-            continue
-        keep_mask = torch.ones(layer.out_features, dtype=torch.bool)
-        keep_mask[drop] = False
-        keep = keep_mask.nonzero().squeeze(1)
-        _select(layer, keep, None, optimizer)
-        if activations[index] is not None:
-            activations[index].select_features(keep, optimizer)
-        _select(linears[index + 1], None, keep, optimizer)
-    return [drop.numel() for drop in pruned]
+    return prune_and_map(model, percentile, optimizer, mode)[0]
 
 
-class ImportancePruning:
-    """Importance Pruning during training: :func:`prune_neurons` on a fixed epoch schedule.
-
-    It fires at epochs ``start_epoch, start_epoch + every, …`` in whatever epoch numbering the caller
-    passes to :meth:`step` (call it once per epoch, after SET evolution).
-
-    Parameters
-    ----------
-    start_epoch
-        First pruning epoch ``t_start`` (paper: 200).
-    every
-        Interval ``Δt`` in epochs.
-    percentile
-        Threshold ``p`` ∈ [0, 100).
-    mode
-        ``"remove"`` (default, paper) or ``"zero_incoming"`` (authors' code).
-
-    Raises
-    ------
-    ValueError
-        If ``start_epoch`` < 0, ``every`` < 1, ``percentile`` ∉ [0, 100) or ``mode`` is unknown.
-    """
-
-    def __init__(self, start_epoch: int, every: int, percentile: float, mode: str = "remove") -> None:
-        if isinstance(start_epoch, bool) or not isinstance(start_epoch, Integral) or start_epoch < 0:
-            raise ValueError(f"start_epoch must be an integer >= 0, got {start_epoch!r}")
-        if isinstance(every, bool) or not isinstance(every, Integral) or every < 1:
-            raise ValueError(f"every must be an integer >= 1, got {every!r}")
-        self.start_epoch = start_epoch
-        self.every = every
-        self.percentile = _check_percentile(percentile)
-        self.mode = _check_mode(mode)
-
-    @classmethod
-    def from_schedule(cls, schedule: str, start_epoch: int = 200, mode: str = "remove") -> ImportancePruning:
-        """The ``"paper"`` (p = 20 every 10 epochs) or ``"authors"`` (p = 10 every 20) schedule.
-
-        Raises
-        ------
-        ValueError
-            If ``schedule`` is unknown.
-        """
-        if schedule not in SCHEDULES:
-            raise ValueError(f"schedule must be one of {tuple(SCHEDULES)}, got {schedule!r}")
-        return cls(start_epoch, mode=mode, **SCHEDULES[schedule])
-
-    def is_due(self, epoch: int) -> bool:
-        """Whether pruning happens at ``epoch``."""
-        return epoch >= self.start_epoch and (epoch - self.start_epoch) % self.every == 0
-
-    def step(self, model: nn.Module, optimizer: torch.optim.Optimizer | None, epoch: int) -> list[int]:
-        """Prune if :meth:`is_due`; return the neurons selected per hidden layer (empty list if not due)."""
-        if not self.is_due(epoch):
-            return []
-        return prune_neurons(model, self.percentile, optimizer, self.mode)
+def linear_layers(model: nn.Module) -> list[nn.Module]:
+    """The model's linear layers in forward order, as this module reads them (its ``linears``, or its
+    linear modules in registration order)."""
+    return _structure(model)[0]
 
 
 def hidden_sizes(model: nn.Module) -> list[int]:
     """Current number of neurons of each hidden layer (``out_features`` of all but the last linear)."""
-    linears, _ = _structure(model)
-    return [layer.out_features for layer in linears[:-1]]
+    return [layer.out_features for layer in linear_layers(model)[:-1]]

@@ -11,12 +11,7 @@ import math
 
 import torch
 
-
-def check_density(density: float, name: str = "density") -> float:
-    """Return ``density`` as a float if it lies in (0, 1], else raise a ValueError naming it."""
-    if isinstance(density, bool) or not isinstance(density, (int, float)) or not 0.0 < density <= 1.0:
-        raise ValueError(f"{name} must be a number in (0, 1] (the kept fraction), got {density!r}")
-    return float(density)
+from swatlib.densities import check_density
 
 
 def topk_count(numel: int, density: float) -> int:

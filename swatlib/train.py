@@ -1,16 +1,27 @@
-"""The training loop shared by every notebook that trains a classifier.
+"""The one training loop: any loss, topology algorithms at their declared points, the FLOP ledger.
 
-One epoch = one pass over a shuffled training split in mini-batches, then an evaluation of the
-training and test splits. Every epoch prints one progress line (papermill stores each line as
-notebook output, so there is no progress bar) and adds one plain-dict record to the history, which
-goes into the results cache unchanged.
+One epoch = one pass over the task's training batches, then the task's evaluation. What is trained
+on and how it is scored is a *task*: ``batches(batch_size, generator)`` (one epoch of training
+batches), ``loss(model, batch)``, ``evaluate(model) -> {metric: value}`` and ``examples(batch)``
+(examples in a batch, for the ledger). :class:`Classification` — cross-entropy, loss and accuracy on
+the training and test splits — is the default: :func:`fit` wraps a plain dataset in it. A
+masked-language model brings its own task.
+
+Topology algorithms (:mod:`swatlib.topology`) are stepped where they declare: ``"optimizer_step"``
+ones after every ``optimizer.step()``, ``"epoch"`` ones after the epoch's evaluation, in the order
+given (Importance Pruning before SET, as the authors do). :func:`train_step` is one step of the loop
+on its own, for code that drives training itself (a parallel worker, a notebook cell).
+
+Every epoch prints one progress line (papermill stores each line as notebook output, so there is no
+progress bar) and adds one plain-dict record to the history, which goes into the results cache unchanged.
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -44,21 +55,105 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: 
     return loss_sum / len(x), correct / len(x)
 
 
-def _weights(model: nn.Module) -> list[torch.Tensor]:
+class Classification:
+    """The default task: cross-entropy on a labelled dataset, loss and accuracy on both splits.
+
+    Parameters
+    ----------
+    data
+        Object with ``x_train, y_train, x_test, y_test`` tensors (a :class:`swatlib.data.Dataset`).
+    """
+
+    def __init__(self, data) -> None:
+        self.data = data
+
+    def batches(self, batch_size: int, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """One epoch of ``(x, y)`` mini-batches in a random order drawn from ``generator`` (last one smaller)."""
+        n = len(self.data.x_train)
+        order = torch.randperm(n, generator=generator)
+        for i in range(0, n, batch_size):
+            idx = order[i:i + batch_size]
+            yield self.data.x_train[idx], self.data.y_train[idx]
+
+    def loss(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """Mean cross-entropy of the batch."""
+        x, y = batch
+        return F.cross_entropy(model(x), y)
+
+    def examples(self, batch: tuple[torch.Tensor, torch.Tensor]) -> int:
+        """Examples in the batch."""
+        return len(batch[1])
+
+    def evaluate(self, model: nn.Module) -> dict[str, float]:
+        """``train_loss, train_acc, test_loss, test_acc`` in eval mode."""
+        train_loss, train_acc = evaluate(model, self.data.x_train, self.data.y_train)
+        test_loss, test_acc = evaluate(model, self.data.x_test, self.data.y_test)
+        return {"train_loss": train_loss, "train_acc": train_acc, "test_loss": test_loss, "test_acc": test_acc}
+
+
+def _connection_weights(model: nn.Module) -> list[torch.Tensor]:
     """The connection weights whose gradient is the "gradient flow" (biases excluded)."""
     linears = getattr(model, "linears", None)
     if linears is None:
         return [p for p in model.parameters() if p.dim() > 1]
-    return [getattr(l, "values", None) if hasattr(l, "values") else l.weight for l in linears]
+    return [l.values if hasattr(l, "values") else l.weight for l in linears]
 
 
-def _squared_grad_norm(weights: list[torch.Tensor]) -> float:
-    return float(sum(w.grad.pow(2).sum() for w in weights if w.grad is not None))
+def gradient_flow(model: nn.Module) -> float:
+    """Squared norm of the loss gradient over the existing connections (seed 001, Figure 5)."""
+    return float(sum(w.grad.pow(2).sum() for w in _connection_weights(model) if w.grad is not None))
+
+
+def _check_topology(topology: Sequence[Any]) -> list[Any]:
+    from swatlib.topology import WHEN
+
+    for algorithm in topology:
+        if getattr(algorithm, "when", None) not in WHEN or not callable(getattr(algorithm, "step", None)):
+            raise ValueError(f"topology entries must be topology algorithms (step() and when in {WHEN}), "
+                             f"got {type(algorithm).__name__}")
+    return list(topology)
+
+
+def train_step(model: nn.Module, task, batch, optimizer: torch.optim.Optimizer, *,
+               topology: Sequence[Any] = (), after_step: Callable[[], None] | None = None,
+               ledger=None) -> tuple[float, float]:
+    """One training step: loss, backward, ``optimizer.step()``, then the per-step topology algorithms.
+
+    Parameters
+    ----------
+    model, task, batch, optimizer
+        As for :func:`fit`; ``batch`` is one item of ``task.batches``.
+    topology
+        Algorithms; those with ``when == "optimizer_step"`` are stepped here, in order.
+    after_step
+        Called last (e.g. a learning-rate scheduler's ``step``).
+    ledger
+        A :class:`swatlib.costmodel.MeasuredLedger` that is recording: the step is closed with
+        ``end_step(examples)``.
+
+    Returns
+    -------
+    (float, float)
+        The batch loss and the :func:`gradient_flow` of this step.
+    """
+    loss = task.loss(model, batch)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    flow = gradient_flow(model)
+    optimizer.step()
+    for algorithm in topology:
+        if algorithm.when == "optimizer_step":
+            algorithm.step()
+    if after_step is not None:
+        after_step()
+    if ledger is not None:
+        ledger.end_step(task.examples(batch))
+    return loss.item(), flow
 
 
 def fit(
     model: nn.Module,
-    data,
+    task,
     optimizer: torch.optim.Optimizer,
     *,
     epochs: int,
@@ -66,90 +161,82 @@ def fit(
     generator: torch.Generator,
     label: str = "run",
     log: Callable[[str], None] = print,
-    evolution=None,
-    pruning=None,
+    topology: Sequence[Any] = (),
+    on_epoch_end: Callable[[int], None] | None = None,
     after_step: Callable[[], None] | None = None,
     ledger=None,
 ) -> list[dict]:
-    """Train ``model`` on ``data`` (a :class:`swatlib.data.Dataset`) with cross-entropy.
+    """Train ``model`` on ``task`` for ``epochs`` epochs.
 
     Parameters
     ----------
     model, optimizer
-        Any classifier returning logits, and an optimizer over its parameters.
-    data
-        Object with ``x_train, y_train, x_test, y_test`` tensors.
+        Any model and an optimizer over its parameters.
+    task
+        A task (module docstring), or a dataset with ``x_train, y_train, x_test, y_test`` tensors,
+        which is trained as a :class:`Classification`.
     epochs, batch_size
-        Number of passes and mini-batch size (the last, smaller batch is kept).
+        Number of passes and mini-batch size.
     generator
-        Drives the shuffling, so a seed fixes the whole run.
+        Drives the batch order, so a seed fixes the whole run.
     label
         Prefix of the progress lines.
     log
         Receives one line per epoch.
-    evolution
-        Topology evolution run at the end of every epoch but the last, e.g.
-        :class:`swatlib.topology.SET` (anything with ``evolve(model, optimizer)``).
-    pruning
-        Neuron pruning consulted at the end of every epoch (before evolution), e.g.
-        :class:`swatlib.importance.ImportancePruning` (``step(model, optimizer, epoch)``).
+    topology
+        Topology algorithms (:mod:`swatlib.topology`), stepped where each declares.
+    on_epoch_end
+        Called with the epoch number (1-based) after the evaluation, before the epoch's topology
+        steps (e.g. to record the trained topology).
     after_step
-        Called after every ``optimizer.step()`` (per-step topology such as RigL or SWAT-M).
+        Called after every step's topology steps (e.g. a learning-rate scheduler).
     ledger
-        A :class:`swatlib.costmodel.MeasuredLedger`: training steps run inside it, and each
-        one is closed with ``end_step(batch)``. Evaluation is not recorded.
+        A :class:`swatlib.costmodel.MeasuredLedger`: training steps run inside it, and each one is
+        closed with ``end_step(examples)``. Evaluation is not recorded.
 
     Returns
     -------
     list of dict
-        Per epoch: ``epoch, train_loss, train_acc, test_loss, test_acc``; ``seconds`` (training),
-        ``eval_seconds``, ``topology_seconds`` (pruning + evolution); ``gradient_flow`` (mean over
-        the epoch's steps of the squared norm of the loss gradient over existing connections);
-        and, for models that report them, ``nnz`` and ``hidden_neurons`` after the epoch.
+        Per epoch: ``epoch``, the task's metrics (classification: ``train_loss, train_acc,
+        test_loss, test_acc``); ``seconds`` (training), ``eval_seconds``, ``topology_seconds``
+        (the epoch-end topology steps); ``gradient_flow`` (mean over the epoch's steps of
+        :func:`gradient_flow`); and, for models that report them, ``nnz`` and ``hidden_neurons``
+        after the epoch.
     """
     if epochs < 1 or batch_size < 1:
         raise ValueError(f"epochs and batch_size must be >= 1, got {epochs} and {batch_size}")
+    topology = _check_topology(topology)
+    if not hasattr(task, "loss"):
+        task = Classification(task)
     history = []
-    n = len(data.x_train)
     for epoch in range(1, epochs + 1):
         model.train()
         start = time.perf_counter()
-        order = torch.randperm(n, generator=generator)
         flow, steps = 0.0, 0
         with ledger if ledger is not None else contextlib.nullcontext():
-            for i in range(0, n, batch_size):
-                idx = order[i:i + batch_size]
-                loss = F.cross_entropy(model(data.x_train[idx]), data.y_train[idx])
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                flow += _squared_grad_norm(_weights(model))
+            for batch in task.batches(batch_size, generator):
+                flow += train_step(model, task, batch, optimizer, topology=topology,
+                                   after_step=after_step, ledger=ledger)[1]
                 steps += 1
-                optimizer.step()
-                if after_step is not None:
-                    after_step()
-                if ledger is not None:
-                    ledger.end_step(len(idx))
-        del loss  # topology changes must not meet a live graph
         seconds = time.perf_counter() - start
         start = time.perf_counter()
-        train_loss, train_acc = evaluate(model, data.x_train, data.y_train)
-        test_loss, test_acc = evaluate(model, data.x_test, data.y_test)
+        metrics = task.evaluate(model)
         eval_seconds = time.perf_counter() - start
+        if on_epoch_end is not None:
+            on_epoch_end(epoch)
         start = time.perf_counter()
-        if pruning is not None:
-            pruning.step(model, optimizer, epoch)
-        if evolution is not None and epoch < epochs:
-            evolution.evolve(model, optimizer)
+        for algorithm in topology:
+            if algorithm.when == "epoch":
+                algorithm.step()
         topology_seconds = time.perf_counter() - start
-        record = dict(epoch=epoch, train_loss=train_loss, train_acc=train_acc, test_loss=test_loss,
-                      test_acc=test_acc, seconds=seconds, eval_seconds=eval_seconds,
+        record = dict(epoch=epoch, **metrics, seconds=seconds, eval_seconds=eval_seconds,
                       topology_seconds=topology_seconds, gradient_flow=flow / steps)
         if hasattr(model, "nnz"):
             record["nnz"] = int(model.nnz)
         if hasattr(model, "hidden_neurons"):
             record["hidden_neurons"] = list(model.hidden_neurons)
         history.append(record)
-        log(f"{label}: epoch {epoch}/{epochs}  train loss {train_loss:.4f} acc {train_acc:.4f}"
-            f"  test loss {test_loss:.4f} acc {test_acc:.4f}  {seconds:.1f} s"
-            + (f"  nnz {record['nnz']}" if "nnz" in record else ""))
+        log(f"{label}: epoch {epoch}/{epochs}  "
+            + "  ".join(f"{name.replace('_', ' ')} {value:.4f}" for name, value in metrics.items())
+            + f"  {seconds:.1f} s" + (f"  nnz {record['nnz']}" if "nnz" in record else ""))
     return history

@@ -12,15 +12,9 @@ from hypothesis import strategies as st
 from torch import nn
 
 from swatlib.activations import AllReLU, SReLU
-from swatlib.importance import (
-    SCHEDULES,
-    ImportancePruning,
-    hidden_sizes,
-    neuron_importance,
-    neurons_to_prune,
-    prune_neurons,
-)
+from swatlib.importance import hidden_sizes, neuron_importance, neurons_to_prune, prune_neurons
 from swatlib.sparse import MaskedLinear, SparseLinear
+from swatlib.topology import SCHEDULES, ImportancePruning
 
 
 def _gen(seed: int) -> torch.Generator:
@@ -204,27 +198,29 @@ def test_sequential_models_are_read_in_module_order():
 
 # ---------------------------------------------------------------- schedules
 def test_named_schedules_and_timing():
-    paper = ImportancePruning.from_schedule("paper", start_epoch=200)
-    authors = ImportancePruning.from_schedule("authors", start_epoch=200, mode="zero_incoming")
+    model = TinyMLP([6, 10, 2])
+    paper = ImportancePruning.from_schedule(model, "paper", start_epoch=200)
+    authors = ImportancePruning.from_schedule(model, "authors", start_epoch=200, mode="zero_incoming")
     assert (paper.every, paper.percentile) == (10, 20.0)
     assert SCHEDULES["paper"] == {"every": 10, "percentile": 20.0}
     assert (authors.every, authors.percentile, authors.mode) == (20, 10.0, "zero_incoming")
-    assert [e for e in range(190, 245) if paper.is_due(e)] == [200, 210, 220, 230, 240]
-    assert [e for e in range(190, 245) if authors.is_due(e)] == [200, 220, 240]
-    model = TinyMLP([6, 10, 2])
-    schedule = ImportancePruning(start_epoch=1, every=2, percentile=30)
-    assert schedule.step(model, None, 0) == []
-    assert len(schedule.step(model, None, 1)) == 1 and hidden_sizes(model)[0] < 10
-    assert schedule.step(model, None, 2) == []
+    assert [e for e in range(190, 245) if paper.due(e)] == [200, 210, 220, 230, 240]
+    assert [e for e in range(190, 245) if authors.due(e)] == [200, 220, 240]
+    authors_timing = ImportancePruning.from_schedule(model, "authors", start_epoch=200, timing="authors")
+    assert [e for e in range(190, 245) if authors_timing.due(e)] == [221, 241]
+    schedule = ImportancePruning(model, start_epoch=1, every=2, percentile=30)
+    assert schedule.step() and hidden_sizes(model)[0] < 10 and schedule.removed[0] > 0   # epoch 1
+    assert schedule.step() == {}                                                          # epoch 2
 
 
 @pytest.mark.parametrize(("call", "name"), [
-    (lambda: ImportancePruning(0, 10, 100), "percentile"),
-    (lambda: ImportancePruning(0, 10, -1), "percentile"),
-    (lambda: ImportancePruning(0, 0, 20), "every"),
-    (lambda: ImportancePruning(-1, 10, 20), "start_epoch"),
-    (lambda: ImportancePruning(0, 10, 20, mode="shrink"), "mode"),
-    (lambda: ImportancePruning.from_schedule("fast"), "schedule"),
+    (lambda: ImportancePruning(TinyMLP([4, 5, 2]), start_epoch=0, every=10, percentile=100), "percentile"),
+    (lambda: ImportancePruning(TinyMLP([4, 5, 2]), start_epoch=0, every=10, percentile=-1), "percentile"),
+    (lambda: ImportancePruning(TinyMLP([4, 5, 2]), start_epoch=0, every=0, percentile=20), "every"),
+    (lambda: ImportancePruning(TinyMLP([4, 5, 2]), start_epoch=-1, every=10, percentile=20), "start_epoch"),
+    (lambda: ImportancePruning(TinyMLP([4, 5, 2]), start_epoch=0, every=10, percentile=20, mode="shrink"), "mode"),
+    (lambda: ImportancePruning(TinyMLP([4, 5, 2]), start_epoch=0, every=10, percentile=20, timing="x"), "timing"),
+    (lambda: ImportancePruning.from_schedule(TinyMLP([4, 5, 2]), "fast"), "schedule"),
     (lambda: prune_neurons(TinyMLP([4, 5, 2]), 100.0), "percentile"),
     (lambda: prune_neurons(nn.Sequential(nn.Linear(3, 2)), 10), "hidden"),
     (lambda: neurons_to_prune(torch.ones(3), float("nan")), "percentile"),

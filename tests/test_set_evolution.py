@@ -40,8 +40,8 @@ def test_removes_zeta_of_smallest_positive_and_largest_negative(layer_type):
     negatives = [-0.05 * k for k in range(1, 21)]        # 20 negatives: 6 closest to zero go
     layer = _layer_with_values(positives + negatives, layer_type=layer_type)
     before = _connection_set(layer)
-    replaced = SET(zeta=0.3, regrow_init="zero", generator=_gen(1)).evolve_layer(layer)
-    assert replaced == 9 and layer.nnz == 30
+    change = SET([layer], zeta=0.3, regrow_init="zero", generator=_gen(1)).evolve_layer(layer)
+    assert change.grown.numel() == 9 and change.removed.numel() == 9 and layer.nnz == 30
     after = _connection_set(layer)
     removed = {value for key, value in before.items() if after.get(key) != value}
     expected = set(positives[:3]) | set(negatives[:6])
@@ -53,7 +53,7 @@ def test_removes_zeta_of_smallest_positive_and_largest_negative(layer_type):
 
 def test_exact_zeros_are_removed_and_replaced():
     layer = _layer_with_values([0.0, 0.0, 1.0, 2.0, -1.0])
-    assert SET(zeta=0.0, generator=_gen(0)).evolve_layer(layer) == 2
+    assert SET([layer], zeta=0.0, generator=_gen(0)).evolve_layer(layer).grown.numel() == 2
     assert layer.nnz == 5 and torch.count_nonzero(layer.values) == 5  # regrown from he-uniform
 
 
@@ -61,7 +61,7 @@ def test_exact_zeros_are_removed_and_replaced():
 def test_regrown_values_follow_regrow_init(regrow_init):
     layer = SparseLinear(400, 300, density=0.05, generator=_gen(0))
     before = _connection_set(layer)
-    SET(regrow_init=regrow_init, generator=_gen(1)).evolve_layer(layer)
+    SET([layer], regrow_init=regrow_init, generator=_gen(1)).step()
     new = [v for k, v in _connection_set(layer).items() if before.get(k) != v]
     assert len(new) > 1000
     if regrow_init == "zero":
@@ -87,7 +87,7 @@ def test_optimizer_state_dropped_for_removed_and_zero_for_new(make_opt):
         opt.zero_grad()
     values_before = layer.values.detach().clone()
     state_before = {k: v.clone() for k, v in opt.state[layer.values].items() if v.shape == values_before.shape}
-    SET(zeta=0.3, generator=_gen(3)).evolve(nn.Sequential(layer, nn.Linear(6, 2)), opt)
+    SET(evolvable_layers(nn.Sequential(layer, nn.Linear(6, 2))), zeta=0.3, optimizer=opt, generator=_gen(3)).step()
     assert layer.nnz == 48
     state = opt.state[layer.values]
     values = layer.values.detach()
@@ -112,11 +112,11 @@ def test_output_layer_is_never_evolved_and_layers_can_be_listed():
                           SparseLinear(20, 5, density=0.5, generator=g))
     assert evolvable_layers(model) == [model[0], model[2]]
     output_before = model[4].to_dense().clone()
-    counts = SET(generator=_gen(1)).evolve(model)
-    assert len(counts) == 2 and all(c > 0 for c in counts)
+    changes = SET(evolvable_layers(model), generator=_gen(1)).step()
+    assert sorted(changes) == [0, 1] and all(c.grown.numel() > 0 for c in changes.values())
     assert torch.equal(model[4].to_dense(), output_before)
     hidden_before = model[2].to_dense().clone()
-    assert SET(generator=_gen(2)).evolve(model, layers=[model[0]]) == [counts[0]]
+    assert list(SET([model[0]], generator=_gen(2)).step()) == [0]
     assert torch.equal(model[2].to_dense(), hidden_before)
 
     class WithLinears(nn.Module):  # the explicit protocol: dense output layer, sparse hidden ones
@@ -136,10 +136,14 @@ def test_output_layer_is_never_evolved_and_layers_can_be_listed():
 def test_evolution_conserves_nnz_and_keeps_indices_valid(n_in, n_out, density, zeta, regrow, seed, layer_type):
     layer = layer_type(n_in, n_out, density=density, generator=_gen(seed))
     nnz = layer.nnz
-    evolution = SET(zeta=zeta, regrow_init=regrow, generator=_gen(seed + 1))
+    evolution = SET([layer], zeta=zeta, regrow_init=regrow, generator=_gen(seed + 1))
     for _ in range(3):
-        evolution.evolve_layer(layer)
+        before = layer.connections()[2].clone()
+        change = evolution.step()[0]
         rows, cols, values = layer.connections()
+        survived = change.source >= 0  # the map says where every survivor went
+        assert torch.equal(values[survived], before[change.source[survived]])
+        assert change.removed.numel() == change.grown.numel()
         keys = rows * n_in + cols
         assert layer.nnz == nnz == keys.numel()
         assert bool((keys[1:] > keys[:-1]).all())
@@ -159,7 +163,8 @@ def test_twin_training_with_evolution_matches_masked():
         model = nn.Sequential(linears[0], nn.Tanh(), linears[1], nn.Tanh(), linears[2])
         models.append(model)
         optimizers.append(torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-3))
-    evolutions = [SET(generator=_gen(9)), SET(generator=_gen(9))]
+    evolutions = [SET(evolvable_layers(model), optimizer=opt, generator=_gen(9))
+                  for model, opt in zip(models, optimizers)]
     data = _gen(0)
     for epoch in range(3):
         for _ in range(4):
@@ -173,19 +178,24 @@ def test_twin_training_with_evolution_matches_masked():
                 opt.step()
                 losses.append(loss.item())
             assert losses[0] == pytest.approx(losses[1], rel=1e-12, abs=1e-12)
-        for model, opt, evolution in zip(models, optimizers, evolutions):
-            evolution.evolve(model, opt)
+        for evolution in evolutions:
+            evolution.step()
     for s_layer, m_layer in zip(models[0][::2], models[1][::2]):
         torch.testing.assert_close(s_layer.to_dense(), m_layer.to_dense(), rtol=1e-11, atol=1e-12)
 
 
 def test_bad_arguments_name_the_argument():
+    layer = SparseLinear(4, 4, density=0.5)
     with pytest.raises(ValueError, match="zeta"):
-        SET(zeta=1.5)
+        SET([layer], zeta=1.5)
     with pytest.raises(ValueError, match="regrow_init"):
-        SET(regrow_init="random")
+        SET([layer], regrow_init="random")
+    with pytest.raises(ValueError, match="every"):
+        SET([layer], every=0)
+    with pytest.raises(ValueError, match="MaskedWeight"):
+        SET([nn.Linear(2, 2)])
     with pytest.raises(ValueError, match="layers"):
-        SET().evolve(nn.Sequential(), layers=[nn.Linear(2, 2)])
+        SET([])
 
 
 _MEMORY_SCRIPT = textwrap.dedent("""
@@ -205,8 +215,8 @@ _MEMORY_SCRIPT = textwrap.dedent("""
     optimizer = DecoupledSGD(layer.parameters(), lr=0.01)
     layer.values.grad = torch.ones_like(layer.values)
     optimizer.step()
-    replaced = SET(generator=g).evolve(layer, optimizer, layers=[layer])
-    print(layer.nnz, replaced[0], peak_rss() - baseline)
+    change = SET([layer], optimizer=optimizer, generator=g).step()[0]
+    print(layer.nnz, change.grown.numel(), peak_rss() - baseline)
 """)
 
 

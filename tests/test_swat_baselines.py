@@ -1,4 +1,4 @@
-"""Baselines for accuracy vs FLOPs: masked SET and RigL on conv + linear layers, meProp."""
+"""Baselines for accuracy vs FLOPs: masked SET and RigL (swatlib.topology on MaskedWeight layers), meProp."""
 
 import math
 
@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from swatlib.costmodel import layer_densities, layer_table
-from swatlib.swat import MaskedRigL, MaskedSET, SWATLayer, meprop
+from swatlib.swat import SWATLayer, masked_rigl, masked_set, meprop, wrap_masked
 from swatlib.topk import topk_mask
 
 
@@ -25,7 +25,8 @@ def _train(model, optimizer, topology, steps, seed=0):
         optimizer.zero_grad()
         F.cross_entropy(model(x), y).backward()
         optimizer.step()
-        topology.step()
+        if topology.when == "optimizer_step":
+            topology.step()
 
 
 def _layers(model):
@@ -44,14 +45,17 @@ def test_masked_set_uses_er_densities_and_conserves_nnz():
     torch.manual_seed(0)
     model = _cnn()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-3)
-    topology = MaskedSET(model, density=0.2, period=3, optimizer=optimizer,
-                         generator=torch.Generator().manual_seed(1))
+    topology = masked_set(model, density=0.2, epochs=3, optimizer=optimizer,
+                          generator=torch.Generator().manual_seed(1))
+    assert topology.when == "epoch"
     expected = layer_densities(layer_table(model, (1, 14, 14)), "er", 0.2)
-    for (name, module), density in zip(topology.layers, topology.densities().values()):
-        assert density == pytest.approx(expected[name], abs=1.0 / module.weight.numel())
+    for module, density in zip(_layers(model), expected.values()):
+        assert float(module.topology_mask.float().mean()) == pytest.approx(density, abs=1.0 / module.weight.numel())
     nnz = _nnz(model)
     masks = [m.topology_mask.clone() for m in _layers(model)]
-    _train(model, optimizer, topology, steps=3)              # one evolution, at step 3
+    _train(model, optimizer, topology, steps=3)
+    assert _weights_outside_masks_are_zero(model)            # the gradient hook kept them at zero
+    topology.step()                                          # end of epoch 1: evolves
     assert _nnz(model) == nnz
     assert _weights_outside_masks_are_zero(model)
     changed = [not torch.equal(a, m.topology_mask) for a, m in zip(masks, _layers(model))]
@@ -60,34 +64,26 @@ def test_masked_set_uses_er_densities_and_conserves_nnz():
     for m in _layers(model):
         buffer = optimizer.state[m.weight]["momentum_buffer"]
         assert bool((buffer[~m.topology_mask] == 0).all())
-
-
-def test_masked_set_stops_after_t_end():
-    topology = MaskedSET(_cnn(), density=0.2, period=2, t_end=4)
-    due = []
-    for _ in range(8):
-        due.append(topology.due())
-        topology.step()
-    assert due == [False, True, False, True, False, False, False, False]
+    assert topology.step() and not topology.step()           # epoch 2 evolves, epoch 3 (the last) not
 
 
 def test_masked_rigl_drops_small_weights_and_grows_by_gradient():
     torch.manual_seed(0)
     model = _cnn()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-    topology = MaskedRigL(model, density=0.3, t_end=8, delta_t=4, optimizer=optimizer,
-                          generator=torch.Generator().manual_seed(2))
-    densities = list(topology.densities().values())
+    topology = masked_rigl(model, density=0.3, t_end=8, delta_t=4, optimizer=optimizer,
+                           generator=torch.Generator().manual_seed(2))
+    densities = [float(m.topology_mask.float().mean()) for m in _layers(model)]
     assert densities[0] == 1.0 and all(d == pytest.approx(0.3, abs=1e-3) for d in densities[1:])
     nnz = _nnz(model)
     _train(model, optimizer, topology, steps=3)
     masks = [m.topology_mask.clone() for m in _layers(model)]
-    # Step 4 updates the topology: record the dense gradient RigL sees.
+    # Step 4 updates the topology: record the dense gradient RigL sees (before masking).
     g = torch.Generator().manual_seed(9)
     x, y = torch.randn(8, 1, 14, 14, generator=g), torch.randint(0, 10, (8,), generator=g)
     optimizer.zero_grad()
     F.cross_entropy(model(x), y).backward()
-    dense_grads = [topology._dense_grads[m].clone() for m in _layers(model)[1:]]
+    dense_grads = [topology._captured[i].clone() for i in range(1, len(_layers(model)))]
     assert all(bool((m.weight.grad[~m.topology_mask] == 0).all()) for m in _layers(model))
     optimizer.step()
     weights = [m.weight.detach().clone() for m in _layers(model)]
@@ -111,22 +107,18 @@ def test_masked_rigl_drops_small_weights_and_grows_by_gradient():
 
 def test_masked_rigl_stops_after_t_end():
     model = _cnn()
-    topology = MaskedRigL(model, density=0.3, t_end=4, delta_t=2)
-    due = []
-    for _ in range(8):
-        due.append(topology.due())
-        topology.step()
-    assert due == [False, True, False, True, False, False, False, False]
+    topology = masked_rigl(model, density=0.3, t_end=4, delta_t=2)
+    assert [topology.due(t) for t in range(1, 9)] == [False, True, False, True, False, False, False, False]
 
 
 @pytest.mark.parametrize(("make", "name"), [
-    (lambda m: MaskedSET(m, density=0.0, period=1), "density"),
-    (lambda m: MaskedSET(m, density=0.5, period=0), "period"),
-    (lambda m: MaskedSET(m, density=0.5, period=1, zeta=2.0), "zeta"),
-    (lambda m: MaskedSET(m, density=0.5, period=1, regrow_init="normal"), "regrow_init"),
-    (lambda m: MaskedRigL(m, density=1.5, t_end=10), "density"),
-    (lambda m: MaskedRigL(m, density=0.5, t_end=10, alpha=-1.0), "alpha"),
-    (lambda m: MaskedRigL(m, density=0.5, t_end=10, delta_t=0), "delta_t"),
+    (lambda m: masked_set(m, density=0.0, epochs=2), "density"),
+    (lambda m: masked_set(m, density=0.5, epochs=2, zeta=2.0), "zeta"),
+    (lambda m: masked_set(m, density=0.5, epochs=2, regrow_init="normal"), "regrow_init"),
+    (lambda m: masked_rigl(m, density=1.5, t_end=10), "density"),
+    (lambda m: masked_rigl(m, density=0.5, t_end=10, alpha=-1.0), "alpha"),
+    (lambda m: masked_rigl(m, density=0.5, t_end=10, delta_t=0), "delta_t"),
+    (lambda m: wrap_masked(nn.Sequential(nn.ReLU()), 0.5, "er"), "no nn.Linear"),
 ])
 def test_bad_arguments_name_the_argument(make, name):
     with pytest.raises(ValueError, match=name):

@@ -10,7 +10,9 @@ from hypothesis import strategies as st
 from torch import nn
 
 from swatlib.costmodel import MeasuredLedger, layer_densities, layer_table, nominal_ledger, plan
-from swatlib.swat import SWATM, MaskReLU, SWATConv2d, SWATLayer, SWATLinear, swat_densities, swatify
+from swatlib.swat import (MaskReLU, SWATConv2d, SWATLayer, SWATLinear, redistributable_layers, swat_densities,
+                          swatify)
+from swatlib.topology import SWATM
 from swatlib.topk import topk_count
 
 
@@ -106,13 +108,14 @@ def test_swat_m_conserves_the_budget_and_follows_momentum():
     torch.manual_seed(0)
     model = swatify(_cnn(), method="m", density=0.2)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-    redistribution = SWATM(model, optimizer)
-    assert list(redistribution.layers) == ["2", "6", "8"]      # the dense first layer stays out
+    redistribution = SWATM(redistributable_layers(model), optimizer)
+    assert redistribution.names == ["2", "6", "8"]              # the dense first layer stays out
     budget = redistribution.budget
     assert budget == pytest.approx(0.2 * sum(redistribution.numels))
     for step in range(4):
         _step(model, optimizer, seed=step)
-        densities = redistribution.step()
+        assert redistribution.step() == {}                      # moves no connections
+        densities = redistribution.densities()
         numels = redistribution.numels
         assert sum(d * n for d, n in zip(densities.values(), numels)) == pytest.approx(budget)
         assert all(0.0 < d <= 1.0 for d in densities.values())
@@ -127,12 +130,12 @@ def test_swat_m_conserves_the_budget_and_follows_momentum():
 def test_swat_m_needs_momentum():
     model = swatify(_cnn(), method="m", density=0.2)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
-    redistribution = SWATM(model, optimizer)
+    redistribution = SWATM(redistributable_layers(model), optimizer)
     _step(model, optimizer)
     with pytest.raises(ValueError, match="momentum"):
         redistribution.step()
     with pytest.raises(ValueError, match="swatify"):
-        SWATM(_cnn(), optimizer)
+        SWATM(redistributable_layers(_cnn()), optimizer)
 
 
 @pytest.mark.parametrize(("kwargs", "name"), [

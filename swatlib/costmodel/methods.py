@@ -23,7 +23,7 @@ The first layer never computes an input gradient (nothing upstream needs it), fo
 method including dense. SWAT's stored-activation density d_a equals its weight density d_w.
 RigL's step-averaged weight-gradient term reproduces ``(3·f_S·ΔT + 2·f_S + f_D)/(ΔT + 1)``.
 
-Per-layer densities (:func:`layer_densities`):
+Per-layer densities (:func:`layer_densities`, through :func:`swatlib.densities.distribute`):
 
 * ``uniform`` — every layer at the density, the first one dense where the method says so;
 * ``erk`` — Erdős–Rényi-kernel, ``d_l ∝ (O + I + kh + kw)/(O·I·kh·kw)`` (linear: ``(O + I)/(O·I)``),
@@ -37,22 +37,19 @@ SWAT-M's budget redistribution) with the phase they belong to.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+
+from swatlib.densities import DISTRIBUTIONS, check_density, distribute
 
 from .layers import LayerInfo, compute_layers
 
 __all__ = [
     "PHASES", "DISTRIBUTIONS", "MethodSpec", "METHODS", "method_names", "get_method",
-    "TopKCost", "MethodOptions", "PhaseDensities", "LayerPlan", "check_density",
-    "layer_densities", "plan", "scaled_densities", "shape_score",
+    "TopKCost", "MethodOptions", "PhaseDensities", "LayerPlan", "layer_densities", "plan",
 ]
 
 #: Phases of a conv / linear layer in one training step.
 PHASES = ("forward", "input_grad", "weight_grad")
-#: Per-layer density distributions.
-DISTRIBUTIONS = ("uniform", "erk", "er")
 
 
 @dataclass(frozen=True)
@@ -235,76 +232,6 @@ class LayerPlan:
     extras: tuple[tuple[str, str, float], ...] = ()
 
 
-def check_density(density: float) -> float:
-    """Return ``density`` as a float if it lies in (0, 1].
-
-    Raises
-    ------
-    ValueError
-        Otherwise (including NaN), explaining the convention.
-    """
-    density = float(density)
-    if not 0.0 < density <= 1.0:
-        raise ValueError(
-            f"density must be in (0, 1] (the kept fraction; sparsity = 1 - density), got {density}")
-    return density
-
-
-def shape_score(weight_shape: Sequence[int], distribution: str) -> float:
-    """Unnormalised density of a layer with this weight shape under ``erk`` or ``er``.
-
-    ``erk``: ``(O + I + kh + kw)/(O·I·kh·kw)``; ``er``: ``(O + I)/(O·I·kh·kw)``; a linear weight
-    ``(O, I)`` has no kernel dimensions, so both give ``(O + I)/(O·I)``.
-    """
-    out_ch, in_ch, *kernel = weight_shape
-    kernel_size = math.prod(kernel)
-    if distribution == "erk":
-        return (out_ch + in_ch + sum(kernel)) / (out_ch * in_ch * kernel_size)
-    return (out_ch + in_ch) / (out_ch * in_ch * kernel_size)
-
-
-def scaled_densities(numels: Sequence[int], scores: Sequence[float], budget: float, *,
-                     fixed: Mapping[int, float] | None = None) -> list[float]:
-    """Densities ∝ score with ``Σ density·numel = budget``, capped at 1 (re-scaling the rest).
-
-    Parameters
-    ----------
-    numels : sequence of int
-        Weights per layer.
-    scores : sequence of float
-        Non-negative unnormalised densities (e.g. :func:`shape_score`).
-    budget : float
-        Kept weights in total.
-    fixed : mapping of int to float, optional
-        Layers (by index) held at a given density; they spend their share of the budget first.
-
-    Returns
-    -------
-    list of float
-        One density per layer.
-
-    Raises
-    ------
-    ValueError
-        If the fixed layers leave no budget, or every free layer scores zero.
-    """
-    held = dict(fixed or {})
-    while True:
-        free = [i for i in range(len(numels)) if i not in held]
-        if not free:
-            return [held[i] for i in range(len(numels))]
-        rest = budget - sum(held[i] * numels[i] for i in held)
-        weight = sum(scores[i] * numels[i] for i in free)
-        if rest <= 0 or weight <= 0:
-            raise ValueError(f"cannot share a budget of {budget} weights: {rest} left after the "
-                             f"fixed layers, free layers' total score {weight}")
-        eps = rest / weight
-        capped = {i for i in free if eps * scores[i] >= 1.0}
-        if not capped:
-            return [held.get(i, eps * scores[i]) for i in range(len(numels))]
-        held.update(dict.fromkeys(capped, 1.0))
-
-
 def layer_densities(table: list[LayerInfo], distribution: str, density: float, *,
                     first_layer_dense: bool = False) -> dict[str, float]:
     """Per-layer densities of the conv / linear layers.
@@ -318,25 +245,16 @@ def layer_densities(table: list[LayerInfo], distribution: str, density: float, *
     density : float
         Global density in (0, 1].
     first_layer_dense : bool
-        ``uniform`` only: keep the first layer at 1.
+        Keep the first layer at 1 (:func:`swatlib.densities.distribute`).
 
     Returns
     -------
     dict of str to float
         Layer name → density.
     """
-    density = check_density(density)
     layers = compute_layers(table)
-    if distribution == "uniform":
-        values = [density] * len(layers)
-        if first_layer_dense and values:
-            values[0] = 1.0
-    elif distribution in ("erk", "er"):
-        numels = [layer.weight_numel for layer in layers]
-        values = scaled_densities(numels, [shape_score(layer.weight_shape, distribution)
-                                           for layer in layers], density * sum(numels))
-    else:
-        raise ValueError(f"unknown distribution {distribution!r}; valid: {', '.join(DISTRIBUTIONS)}")
+    values = distribute([layer.weight_shape for layer in layers], density, distribution,
+                        first_layer_dense=first_layer_dense)
     return {layer.name: value for layer, value in zip(layers, values)}
 
 

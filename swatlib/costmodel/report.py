@@ -17,12 +17,14 @@ import dataclasses
 from dataclasses import dataclass
 from functools import lru_cache
 
+from swatlib.densities import check_density
+
 from ..models.registry import build_model, get_arch
 from .accelerator import AcceleratorConfig, calibrate_load_imbalance, simulate, speedups
 from .layers import LayerInfo, layer_table, total_macs
 from .ledger import FlopLedger, nominal_ledger
 from .memory import MemoryReport, backward_memory
-from .methods import LayerPlan, MethodOptions, check_density, plan
+from .methods import LayerPlan, MethodOptions, plan
 
 __all__ = ["PUBLISHED", "CALIBRATION_POINT", "CostReport", "arch_table", "build_ledger",
            "analyse", "calibrate"]

@@ -1,4 +1,5 @@
-"""Sparse layers: the truly sparse ``SparseLinear``, the masked baseline ``MaskedLinear``, Erdős–Rényi init.
+"""Sparse layers: the truly sparse ``SparseLinear``, the masked baseline ``MaskedLinear`` (and ``MaskedWeight`` for
+any stock conv / linear layer), Erdős–Rényi init.
 
 Both layer types share one constructor (``density`` or Erdős–Rényi ``epsilon``, ``init``, ``generator``)
 and one topology interface used by :mod:`swatlib.topology` and :mod:`swatlib.importance`:
@@ -13,26 +14,28 @@ and one topology interface used by :mod:`swatlib.topology` and :mod:`swatlib.imp
 ``nnz``, ``density``, ``in_features``, ``out_features``, ``init``, ``to_dense()``.
 """
 
+from swatlib.densities import epsilon_to_density
 from swatlib.sparse.erdos_renyi import (
     connection_count,
-    epsilon_to_density,
     random_connections,
     resolve_density,
     sample_free_positions,
 )
 from swatlib.sparse.init import INITS, draw_values, initial_connections
-from swatlib.sparse.masked_linear import MaskedLinear
+from swatlib.sparse.masked_linear import MaskedLinear, MaskedWeight, random_mask
 from swatlib.sparse.sparse_linear import SparseLinear
 
 __all__ = [
     "INITS",
     "MaskedLinear",
+    "MaskedWeight",
     "SparseLinear",
     "connection_count",
     "draw_values",
     "epsilon_to_density",
     "initial_connections",
     "random_connections",
+    "random_mask",
     "resolve_density",
     "sample_free_positions",
 ]

@@ -18,16 +18,12 @@ which then also costs O(nnz) memory.
 from __future__ import annotations
 
 import math
-from numbers import Integral, Real
-
 import torch
 
-from swatlib.topk import check_density
+from swatlib.densities import check_density, check_size, epsilon_to_density
 
 __all__ = [
-    "check_size",
     "connection_count",
-    "epsilon_to_density",
     "flat_keys",
     "random_connections",
     "resolve_density",
@@ -38,40 +34,6 @@ __all__ = [
 #: times ``max(count, occupied)``: enumeration then costs O(count + occupied), and rejection sampling
 #: would waste many draws.
 _ENUMERATE_RATIO = 4
-
-
-def check_size(value: int, name: str) -> int:
-    """Return ``value`` if it is a positive integer, else raise a ValueError naming it."""
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
-def epsilon_to_density(epsilon: float, n_in: int, n_out: int) -> float:
-    """Density of an Erdős–Rényi layer: ``min(1, ε·(n_in + n_out) / (n_in·n_out))``.
-
-    Parameters
-    ----------
-    epsilon
-        The SET sparsity hyper-parameter ε > 0 (paper: 10 or 20).
-    n_in, n_out
-        Input and output features of the layer.
-
-    Returns
-    -------
-    float
-        The kept fraction, in (0, 1].
-
-    Raises
-    ------
-    ValueError
-        If ``epsilon`` is not a positive number or a size is not a positive integer.
-    """
-    if isinstance(epsilon, bool) or not isinstance(epsilon, Real) or not 0 < epsilon < math.inf:
-        raise ValueError(f"epsilon must be a finite number > 0, got {epsilon!r}")
-    check_size(n_in, "n_in")
-    check_size(n_out, "n_out")
-    return min(1.0, epsilon * (n_in + n_out) / (n_in * n_out))
 
 
 def connection_count(density: float, n_in: int, n_out: int) -> int:

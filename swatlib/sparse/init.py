@@ -12,6 +12,8 @@ initialised this way, and the sparse fan-in would give weights ≈ 1/√density 
 * ``"he_uniform"`` — U(−√(6/n_in), √(6/n_in)).
 * ``"xavier"`` — U(−√(6/(n_in + n_out)), √(6/(n_in + n_out))) (Glorot uniform).
 * ``"normal"`` — N(0, 0.1²): the authors' SET code draws ``randn / 10``, independent of the shape.
+* ``"torch_default"`` — U(−1/√n_in, 1/√n_in): what ``nn.Linear`` / ``nn.Conv2d`` draw by default
+  (Kaiming-uniform with a = √5), so SET regrows a masked conv / linear layer from its own init.
 
 Values are drawn in float64 and then cast, so a float32 and a float64 layer built from the same
 seed hold the same weights up to rounding.
@@ -23,12 +25,13 @@ import math
 
 import torch
 
-from swatlib.sparse.erdos_renyi import check_size, connection_count, random_connections, resolve_density
+from swatlib.densities import check_size
+from swatlib.sparse.erdos_renyi import connection_count, random_connections, resolve_density
 
 __all__ = ["INITS", "draw_values", "initial_connections"]
 
 #: The accepted ``init`` names.
-INITS = ("he_uniform", "xavier", "normal")
+INITS = ("he_uniform", "xavier", "normal", "torch_default")
 
 _NORMAL_STD = 0.1
 
@@ -72,8 +75,10 @@ def draw_values(
     if init == "normal":
         values = torch.randn(count, generator=generator, dtype=torch.float64) * _NORMAL_STD
     else:
-        fan = n_in if init == "he_uniform" else n_in + n_out
-        limit = math.sqrt(6.0 / fan)
+        if init == "torch_default":
+            limit = 1.0 / math.sqrt(n_in)
+        else:
+            limit = math.sqrt(6.0 / (n_in if init == "he_uniform" else n_in + n_out))
         values = (torch.rand(count, generator=generator, dtype=torch.float64) * 2.0 - 1.0) * limit
     return values.to(dtype)
 

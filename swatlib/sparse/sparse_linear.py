@@ -315,7 +315,7 @@ class SparseLinear(nn.Module):
         *,
         source: torch.Tensor | None = None,
         optimizer: torch.optim.Optimizer | None = None,
-    ) -> None:
+    ) -> torch.Tensor:
         """Replace the connections (any number, same layer shape), keeping the ``values`` parameter object.
 
         Parameters
@@ -329,6 +329,12 @@ class SparseLinear(nn.Module):
             Optimizer whose per-element state of ``values`` follows (see
             :func:`swatlib.optim.replace_parameter`).
 
+        Returns
+        -------
+        torch.Tensor
+            ``source`` in the layer's new (row-major) order: the old → new connection map
+            (:class:`swatlib.topology.ConnectionMap`).
+
         Raises
         ------
         ValueError
@@ -338,9 +344,10 @@ class SparseLinear(nn.Module):
                                         values=values, source=source)
         if source is None:
             source = torch.full(rows.shape, -1, dtype=torch.int64)
-        replace_parameter(self.values, values[order].to(self.values), source[order].to(self.values.device),
-                          optimizer)
+        source = source[order].to(self.values.device)
+        replace_parameter(self.values, values[order].to(self.values), source, optimizer)
         self._set_indices(keys // self.in_features, keys % self.in_features)
+        return source
 
     @torch.no_grad()
     def select_neurons(
@@ -348,7 +355,7 @@ class SparseLinear(nn.Module):
         outputs: torch.Tensor | None = None,
         inputs: torch.Tensor | None = None,
         optimizer: torch.optim.Optimizer | None = None,
-    ) -> None:
+    ) -> torch.Tensor:
         """Shrink the layer to the given output and input neurons (Importance Pruning).
 
         Connections touching a dropped neuron disappear, the rest are renumbered; the bias keeps the
@@ -360,6 +367,11 @@ class SparseLinear(nn.Module):
             Sorted, unique indices of the output / input neurons to keep (``None``: keep all).
         optimizer
             Optimizer whose state follows.
+
+        Returns
+        -------
+        torch.Tensor
+            The old index of every remaining connection, in the new order (the old → new map).
         """
         out_map = neuron_map(outputs, self.out_features, "outputs")
         in_map = neuron_map(inputs, self.in_features, "inputs")
@@ -371,6 +383,7 @@ class SparseLinear(nn.Module):
         self.out_features = int((out_map >= 0).sum())
         self.in_features = int((in_map >= 0).sum())
         self._set_indices(new_rows[kept], new_cols[kept])
+        return kept
 
     # ------------------------------------------------------------------ module API
     @property

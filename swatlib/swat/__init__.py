@@ -12,34 +12,33 @@ stay dense. The package:
 * :mod:`~swatlib.swat.layers` — :class:`SWATLinear`, :class:`SWATConv2d` and the sensitivity
   study's ``mode`` variants;
 * :mod:`~swatlib.swat.relu` — :class:`MaskReLU`, a ReLU that saves a 1-bit mask;
-* :mod:`~swatlib.swat.swatify` — :func:`swatify` (SWAT-U / ERK / M, structured);
-* :mod:`~swatlib.swat.swat_m` — :class:`SWATM`, momentum redistribution of the budget;
+* :mod:`~swatlib.swat.swatify` — :func:`swatify` (SWAT-U / ERK / M, structured) and
+  :func:`redistributable_layers`, the layers SWAT-M (:class:`swatlib.topology.SWATM`) shares its budget over;
 * :mod:`~swatlib.swat.memory` — measured backward-pass memory, activations vs weights;
-* :mod:`~swatlib.swat.baselines` — masked SET and RigL for conv + linear, meProp.
+* :mod:`~swatlib.swat.baselines` — masked SET and RigL for conv + linear (the algorithms of
+  :mod:`swatlib.topology` on :class:`~swatlib.sparse.MaskedWeight` layers), meProp.
 
 Every SWAT layer reports the nonzeros it used to the cost model's measured FLOP ledger.
 """
 
 from swatlib.topk import topk_mask
 
-from .baselines import MaskedRigL, MaskedSET, MaskedTopology, masked_layers, meprop
+from .baselines import masked_layers, masked_rigl, masked_set, meprop, wrap_masked
 from .compressed import INDEX_FORMATS, CompressedTensor, compress
 from .functions import Conv2dOp, LinearOp, Selection, SWATFunction, swat_op
 from .layers import MODES, SWATConv2d, SWATLayer, SWATLinear, name_swat_layers
 from .memory import SavedBytes, SavedTensorMeter, graph_resident_bytes, saved_bytes
 from .relu import MaskReLU, mask_relu
-from .swat_m import SWATM
-from .swatify import SWAT_METHODS, swat_densities, swatify
+from .swatify import SWAT_METHODS, redistributable_layers, swat_densities, swatify
 from .topk_state import STRUCTURES, TopK
 
 __all__ = [
-    "MaskedRigL", "MaskedSET", "MaskedTopology", "masked_layers", "meprop",
+    "masked_layers", "masked_rigl", "masked_set", "meprop", "wrap_masked",
     "INDEX_FORMATS", "CompressedTensor", "compress",
     "Conv2dOp", "LinearOp", "Selection", "SWATFunction", "swat_op",
     "MODES", "SWATConv2d", "SWATLayer", "SWATLinear", "name_swat_layers",
     "SavedBytes", "SavedTensorMeter", "graph_resident_bytes", "saved_bytes",
     "MaskReLU", "mask_relu",
-    "SWATM",
-    "SWAT_METHODS", "swat_densities", "swatify",
+    "SWAT_METHODS", "redistributable_layers", "swat_densities", "swatify",
     "STRUCTURES", "TopK", "topk_mask",
 ]

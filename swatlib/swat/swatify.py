@@ -15,10 +15,11 @@ Per-layer densities (SPEC §5), computed once here:
 * ``"erk"`` — SWAT-ERK: ``density_l ∝ (O + I + kh + kw)/(O·I·kh·kw)`` (linear ``(O + I)/(O·I)``),
   scaled so that the kept weights are ``density ×`` all conv / linear weights, layers that would
   exceed 1 made dense and the rest re-scaled (the rule of
-  :func:`swatlib.costmodel.methods.scaled_densities`); with ``first_layer_dense`` the first layer
+  :func:`swatlib.densities.distribute`); with ``first_layer_dense`` the first layer
   is held dense inside the same budget;
-* ``"m"`` — SWAT-M: starts as SWAT-U; a :class:`~swatlib.swat.swat_m.SWATM` built on the model
-  and its optimizer then redistributes the budget after every optimizer step.
+* ``"m"`` — SWAT-M: starts as SWAT-U; a :class:`~swatlib.topology.SWATM` built on
+  :func:`redistributable_layers` and the optimizer then redistributes the budget after every
+  optimizer step.
 
 "First" is the first conv / linear module in registration order (``model.named_modules()``),
 which is the first one called in every network here.
@@ -26,19 +27,16 @@ which is the first one called in every network here.
 
 from __future__ import annotations
 
-import math
-
 from torch import nn
 
-from swatlib.costmodel.methods import scaled_densities, shape_score
-from swatlib.topk import check_density
+from swatlib.densities import check_density, distribute
 
 from .compressed import check_index_format
 from .layers import SWATConv2d, SWATLayer, SWATLinear, check_mode, name_swat_layers
 from .relu import MaskReLU
 from .topk_state import check_period, check_structured
 
-__all__ = ["SWAT_METHODS", "swatify", "swat_densities"]
+__all__ = ["SWAT_METHODS", "redistributable_layers", "swatify", "swat_densities"]
 
 #: Accepted values of ``method``.
 SWAT_METHODS = ("u", "erk", "m")
@@ -75,18 +73,8 @@ def swat_densities(weight_shapes: list[tuple[int, ...]], method: str, density: f
         For a bad method or density, or an ERK budget too small to hold the first layer dense.
     """
     _check_method(method)
-    density = check_density(density)
-    if method in ("u", "m"):
-        return [1.0 if first_layer_dense and i == 0 else density
-                for i in range(len(weight_shapes))]
-    numels = [math.prod(shape) for shape in weight_shapes]
-    fixed = {0: 1.0} if first_layer_dense and weight_shapes else None
-    try:
-        return scaled_densities(numels, [shape_score(s, "erk") for s in weight_shapes],
-                                density * sum(numels), fixed=fixed)
-    except ValueError as err:
-        raise ValueError(f"density {density} is too small for ERK with a dense first layer; "
-                         f"pass first_layer_dense=False ({err})") from err
+    return distribute(weight_shapes, density, "erk" if method == "erk" else "uniform",
+                      first_layer_dense=first_layer_dense)
 
 
 def _swat_layer(module: nn.Linear | nn.Conv2d, **settings: object) -> SWATLayer:
@@ -165,3 +153,12 @@ def swatify(model: nn.Module, *, method: str = "u", density: float,
             _replace(model, name, MaskReLU(module.inplace).train(module.training))
     name_swat_layers(model)
     return model
+
+
+def redistributable_layers(model: nn.Module) -> list[SWATLayer]:
+    """The sparse SWAT layers of ``model`` with weight Top-K (density < 1): what SWAT-M shares its budget over.
+
+    A dense first layer stays out of the budget.
+    """
+    return [m for m in model.modules()
+            if isinstance(m, SWATLayer) and m.weight_topk is not None and m.density < 1.0]

@@ -1,8 +1,45 @@
-"""Topology algorithms as objects that change a sparse network's connections between optimizer steps.
+"""Every topology algorithm, once, behind one protocol (:mod:`swatlib.topology.base`).
 
-``SET`` (SPEC §1): magnitude pruning of the weights closest to zero and random regrowth, once per epoch.
+An algorithm is built with its hyper-parameters, the layers it manages and the optimizer whose state
+follows the connections; the training loop (:func:`swatlib.train.fit`) calls ``step()`` where the
+algorithm's ``when`` says — after every optimizer step or at the end of every epoch; ``state_dict()`` /
+``load_state_dict()`` resume it; every change of connections is exposed as a :class:`ConnectionMap`
+(old → new), so anything that follows connections is remapped with one gather.
+
+=======================  ==================  ===========================================================
+algorithm                ``when``            what it does
+=======================  ==================  ===========================================================
+:class:`SET`             ``epoch``           drop ζ of the weights closest to zero, regrow at random (§1)
+:class:`RigL`            ``optimizer_step``  drop the smallest |w|, grow by dense-gradient magnitude (§6);
+                                             truly sparse on ``SparseLinear`` (blockwise scores)
+:class:`ImportancePruning`  ``epoch``        remove the least important hidden neurons (§3)
+:class:`SWATM`           ``optimizer_step``  SWAT-M: share the nnz budget across layers by momentum (§5)
+=======================  ==================  ===========================================================
+
+SET and RigL work on ``SparseLinear`` (truly sparse), ``MaskedLinear`` and any stock ``nn.Linear`` /
+``nn.Conv2d`` wrapped in a :class:`~swatlib.sparse.MaskedWeight` — one implementation each.
 """
 
-from swatlib.topology.set_evolution import REGROW_INITS, SET, evolvable_layers
+from swatlib.topology.base import WHEN, ConnectionMap, TopologyAlgorithm, check_connection_layers
+from swatlib.topology.pruning import SCHEDULES, TIMINGS, ImportancePruning, pruning_epochs
+from swatlib.topology.redistribution import SWATM
+from swatlib.topology.rigl import RigL, grow_by_score
+from swatlib.topology.set_evolution import REGROW_INITS, SET, check_schedule, evolvable_layers
 
-__all__ = ["REGROW_INITS", "SET", "evolvable_layers"]
+__all__ = [
+    "REGROW_INITS",
+    "SCHEDULES",
+    "TIMINGS",
+    "WHEN",
+    "ConnectionMap",
+    "ImportancePruning",
+    "RigL",
+    "SET",
+    "SWATM",
+    "TopologyAlgorithm",
+    "check_connection_layers",
+    "check_schedule",
+    "evolvable_layers",
+    "grow_by_score",
+    "pruning_epochs",
+]

@@ -1,29 +1,30 @@
 """SET topology evolution (Mocanu et al. 2018; SPEC §1): prune the weakest connections, regrow at random.
 
-Called once at the end of every epoch except the last, after the optimizer step. Per evolvable sparse
-layer it removes the fraction ζ of the *positive* weights closest to zero and ζ of the *negative*
-weights closest to zero (connections whose weight is exactly zero go too, as with the authors'
-thresholds), then adds the same number of connections at positions drawn uniformly at random among
-those not held by a kept weight — a just-removed position may be drawn again, and is then a new
+Per managed layer it removes the fraction ζ of the *positive* weights closest to zero and ζ of the
+*negative* weights closest to zero (connections whose weight is exactly zero go too, as with the
+authors' thresholds), then adds the same number of connections at positions drawn uniformly at random
+among those not held by a kept weight — a just-removed position may be drawn again, and is then a new
 connection. nnz is conserved exactly.
 
-New weights come from the layer's init distribution (``regrow_init="init"``, the authors' choice) or are
-zero (``"zero"``). Optimizer state of removed connections is dropped and new connections start with
-zero state (momentum, Adam moments) — :meth:`SparseLinear.set_connections` does this through
+New weights come from the layer's init distribution (``regrow_init="init"``, the authors' choice; a
+:class:`~swatlib.sparse.MaskedWeight` draws like torch's default init) or are zero (``"zero"``).
+Optimizer state of removed connections is dropped and new connections start with zero state
+(momentum, Adam moments): the layers' ``set_connections`` does this through
 :func:`swatlib.optim.replace_parameter`. Work and memory are O(nnz) per layer: nothing of the dense
 ``in × out`` size is created for a :class:`~swatlib.sparse.SparseLinear`.
 
-Which layers evolve: the output layer never does. :meth:`SET.evolve` takes the model's ordered linear
-layers — ``model.linears`` when the model has that attribute, otherwise every ``nn.Linear``,
-``SparseLinear`` and ``MaskedLinear`` in module registration order — drops the last one (the output
-layer) and evolves the sparse ones among the rest; or it evolves an explicit ``layers`` list.
+SET runs at the end of an epoch (``when = "epoch"``), every ``every``-th call, and not after call
+``until`` (the authors evolve after every epoch but the last: ``until = epochs - 1``). Which layers
+evolve is the caller's choice; :func:`evolvable_layers` gives the paper's — every sparse layer of an
+MLP but the output layer.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from numbers import Real
+from numbers import Integral, Real
+from typing import Any
 
 import torch
 from torch import nn
@@ -31,8 +32,9 @@ from torch import nn
 from swatlib.sparse import MaskedLinear, SparseLinear
 from swatlib.sparse.erdos_renyi import flat_keys, sample_free_positions
 from swatlib.sparse.init import draw_values
+from swatlib.topology.base import ConnectionMap, TopologyAlgorithm, check_connection_layers
 
-__all__ = ["REGROW_INITS", "SET", "evolvable_layers"]
+__all__ = ["REGROW_INITS", "SET", "check_schedule", "evolvable_layers"]
 
 #: Accepted values of ``regrow_init``.
 REGROW_INITS = ("init", "zero")
@@ -41,7 +43,7 @@ _SPARSE_TYPES = (SparseLinear, MaskedLinear)
 
 
 def evolvable_layers(model: nn.Module) -> list[SparseLinear | MaskedLinear]:
-    """The sparse layers SET evolves by default: every sparse linear layer except the output layer.
+    """The layers SET evolves in an MLP (the paper's choice): every sparse linear layer except the output layer.
 
     Parameters
     ----------
@@ -55,71 +57,75 @@ def evolvable_layers(model: nn.Module) -> list[SparseLinear | MaskedLinear]:
     return [layer for layer in list(linears)[:-1] if isinstance(layer, _SPARSE_TYPES)]
 
 
-class SET:
-    """Sparse Evolutionary Training's prune-and-regrow step.
+def check_schedule(every: int, until: int | None) -> tuple[int, int | None]:
+    """Validate a topology schedule: act every ``every``-th call (≥ 1), not after call ``until`` (≥ 0 or None)."""
+    if isinstance(every, bool) or not isinstance(every, Integral) or every < 1:
+        raise ValueError(f"every must be an integer >= 1, got {every!r}")
+    if until is not None and (isinstance(until, bool) or not isinstance(until, Integral) or until < 0):
+        raise ValueError(f"until must be None or an integer >= 0, got {until!r}")
+    return int(every), None if until is None else int(until)
+
+
+class SET(TopologyAlgorithm):
+    """Sparse Evolutionary Training's prune-and-regrow step (module docstring).
 
     Parameters
     ----------
+    layers
+        The layers to evolve (connection interface: :mod:`swatlib.topology.base`), e.g.
+        :func:`evolvable_layers` of an MLP.
     zeta
         Fraction ζ ∈ [0, 1] of the positive and, separately, of the negative weights removed per
         evolution (paper: 0.3). ``floor(ζ·count)`` weights of each sign go.
     regrow_init
         ``"init"`` (default, authors): new weights drawn from the layer's ``init`` distribution;
         ``"zero"``: new weights start at 0.
+    every, until
+        Evolve at calls ``every, 2·every, …`` up to call ``until`` (``None``: no end).
+    optimizer
+        Optimizer whose state follows the connections.
     generator
         Source of all randomness of the regrowth (``None``: torch's default generator).
 
     Raises
     ------
     ValueError
-        If ``zeta`` ∉ [0, 1] or ``regrow_init`` is unknown.
+        If ``zeta`` ∉ [0, 1], ``regrow_init`` is unknown, the schedule is invalid, or a layer lacks
+        the connection interface.
     """
 
+    when = "epoch"
+
     def __init__(
-        self, zeta: float = 0.3, regrow_init: str = "init", generator: torch.Generator | None = None
+        self,
+        layers: Sequence[Any],
+        *,
+        zeta: float = 0.3,
+        regrow_init: str = "init",
+        every: int = 1,
+        until: int | None = None,
+        optimizer: torch.optim.Optimizer | None = None,
+        generator: torch.Generator | None = None,
     ) -> None:
         if isinstance(zeta, bool) or not isinstance(zeta, Real) or not 0.0 <= zeta <= 1.0:
             raise ValueError(f"zeta must be a number in [0, 1], got {zeta!r}")
         if regrow_init not in REGROW_INITS:
             raise ValueError(f"regrow_init must be one of {REGROW_INITS}, got {regrow_init!r}")
+        super().__init__(check_connection_layers(layers), optimizer=optimizer, generator=generator)
         self.zeta = float(zeta)
         self.regrow_init = regrow_init
-        self.generator = generator
+        self.every, self.until = check_schedule(every, until)
 
-    def evolve(
-        self,
-        model: nn.Module,
-        optimizer: torch.optim.Optimizer | None = None,
-        layers: Sequence[SparseLinear | MaskedLinear] | None = None,
-    ) -> list[int]:
-        """Evolve every evolvable layer of ``model`` (or exactly ``layers``) once.
+    def due(self, t: int) -> bool:
+        """Every ``every``-th call, up to call ``until``."""
+        return t % self.every == 0 and (self.until is None or t <= self.until)
 
-        Parameters
-        ----------
-        model
-            The network (see :func:`evolvable_layers` for which layers are chosen).
-        optimizer
-            Optimizer whose state follows the connections (``None``: none to update).
-        layers
-            Explicit list of sparse layers to evolve instead of the default choice.
-
-        Returns
-        -------
-        list[int]
-            Number of connections replaced in each evolved layer, in order.
-        """
-        chosen = evolvable_layers(model) if layers is None else list(layers)
-        for layer in chosen:
-            if not isinstance(layer, _SPARSE_TYPES):
-                raise ValueError(f"layers must hold SparseLinear or MaskedLinear modules, "
-                                 f"got {type(layer).__name__}")
-        return [self.evolve_layer(layer, optimizer) for layer in chosen]
+    def _update(self) -> dict[int, ConnectionMap]:
+        return {index: self.evolve_layer(layer) for index, layer in enumerate(self.layers)}
 
     @torch.no_grad()
-    def evolve_layer(
-        self, layer: SparseLinear | MaskedLinear, optimizer: torch.optim.Optimizer | None = None
-    ) -> int:
-        """Prune and regrow one sparse layer; return the number of connections replaced."""
+    def evolve_layer(self, layer: Any) -> ConnectionMap:
+        """Prune and regrow one layer now (whatever the schedule); return its old → new map."""
         rows, cols, values = layer.connections()
         removed = torch.zeros(values.numel(), dtype=torch.bool, device=values.device)
         removed[values == 0] = True
@@ -138,11 +144,9 @@ class SET:
             new_values = new_values.to(values.device)
         else:
             new_values = torch.zeros(count, dtype=values.dtype, device=values.device)
-        layer.set_connections(
-            torch.cat([rows[kept], new_keys // n_in]),
-            torch.cat([cols[kept], new_keys % n_in]),
-            torch.cat([values[kept], new_values]),
-            source=torch.cat([kept, torch.full((count,), -1, dtype=torch.int64, device=kept.device)]),
-            optimizer=optimizer,
-        )
-        return count
+        new_rows = torch.cat([rows[kept], new_keys // n_in])
+        new_cols = torch.cat([cols[kept], new_keys % n_in])
+        source = torch.cat([kept, torch.full((count,), -1, dtype=torch.int64, device=kept.device)])
+        source = layer.set_connections(new_rows, new_cols, torch.cat([values[kept], new_values]),
+                                       source=source, optimizer=self.optimizer)
+        return ConnectionMap(source, values.numel())
