@@ -23,7 +23,7 @@ data: $(STAMP)
 	$(PY) -m swatlib.data ensure fashion-mnist
 
 reproduce: data
-	$(PY) -m swatlib.reproduce --profile $(PROFILE)
+	$(PY) -m swatlib.reproduce --profile $(PROFILE) --jobs auto
 
 test: data
 	$(PY) -m swatlib.reproduce --profile smoke --prepare-only

@@ -8,7 +8,11 @@ Every notebook calls :func:`setup` once (after its parameters cell) and writes e
 * produces the same bytes for the same figure (no creation dates, no producer strings), so
   regenerated figures only show up in ``git diff`` when their content changed;
 * stamps provenance on the figure: the profile and seeds in a small footer (a smaller run is a
-  named profile, printed on the figure) and, in the PDF/PNG metadata, also the git commit.
+  named profile, printed on the figure) and, in the PDF/PNG metadata, also the git commit. A
+  parameter set on the command line (``python -m swatlib.reproduce -p 00_tour.epochs 40``) is
+  printed after the profile, ``profile: quick + epochs=40``: the runner passes those values to
+  the kernel in ``$SWATLIB_CLI_PARAMETERS`` (a JSON object), which :func:`setup` reads, so the
+  notebooks need no extra parameter for it.
 
 Paper values are never mixed up with ours: :func:`plot_reported` and :func:`reported_range` draw
 them hollow / dashed / hatched and add "(reported)" to the label.
@@ -16,6 +20,8 @@ them hollow / dashed / hatched and add "(reported)" to the label.
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -34,20 +40,29 @@ from swatlib.paths import PROJECT_ROOT, resolve  # noqa: E402
 
 REPORTED_SUFFIX = " (reported)"
 REPORTED_STYLE = dict(linestyle="--", marker="o", markerfacecolor="none", color="0.25")
+# Set by swatlib.reproduce for each kernel it starts: that notebook's -p values, a JSON object.
+CLI_PARAMETERS_ENV = "SWATLIB_CLI_PARAMETERS"
 
 
 @dataclass(frozen=True)
 class Provenance:
-    """What produced a figure: the profile, the seeds, and the code's git commit."""
+    """What produced a figure: the profile, the seeds, and the code's git commit.
+
+    ``command_line`` holds the parameters set with ``python -m swatlib.reproduce -p`` on top of
+    the profile, as ``(name, value as JSON)`` pairs; the footer prints them after the profile.
+    """
 
     profile: str
     seeds: tuple[int, ...]
     commit: str
+    command_line: tuple[tuple[str, str], ...] = ()
 
     @property
     def footer(self) -> str:
         seeds = ",".join(str(s) for s in self.seeds) if self.seeds else "none"
-        return f"swatlib | profile: {self.profile} | seeds: {seeds}"
+        extra = ", ".join(f"{name}={value}" for name, value in self.command_line)
+        profile = f"{self.profile} + {extra}" if extra else self.profile
+        return f"swatlib | profile: {profile} | seeds: {seeds}"
 
     @property
     def description(self) -> str:
@@ -74,6 +89,25 @@ def git_commit(root: Path = PROJECT_ROOT) -> str:
     return head + ("+dirty" if dirty else "")
 
 
+def command_line_parameters() -> tuple[tuple[str, str], ...]:
+    """The parameters the runner was given with ``-p`` for this notebook (``$SWATLIB_CLI_PARAMETERS``).
+
+    Returns
+    -------
+    tuple of (str, str)
+        ``(name, value as JSON)`` pairs; empty outside the runner (JupyterLab, nbval).
+    """
+    text = os.environ.get(CLI_PARAMETERS_ENV, "")
+    try:
+        values = json.loads(text) if text else {}
+    except ValueError:
+        values = None
+    if not isinstance(values, dict):
+        raise ValueError(f"${CLI_PARAMETERS_ENV} must be a JSON object like {{\"epochs\": 40}}, got {text!r}; "
+                         "unset it (python -m swatlib.reproduce sets it)")
+    return tuple((name, json.dumps(value)) for name, value in values.items())
+
+
 def use_style() -> None:
     """The house style: seaborn paper context, white grid, colour-blind palette."""
     sns.set_theme(context="paper", style="whitegrid", palette="colorblind")
@@ -88,7 +122,8 @@ def setup(*, figures_dir: str, profile: str, seeds: Sequence[int] = ()) -> Path:
     figures_dir
         Output directory; a relative path is taken from the project root.
     profile
-        The profile name (``smoke``, ``quick``, ``paper``) printed on every figure.
+        The profile name (``smoke``, ``quick``, ``paper``) printed on every figure, followed by
+        the values set with ``python -m swatlib.reproduce -p`` (:func:`command_line_parameters`).
     seeds
         The random seeds of the runs the figures show.
 
@@ -100,7 +135,8 @@ def setup(*, figures_dir: str, profile: str, seeds: Sequence[int] = ()) -> Path:
     use_style()
     directory = resolve(figures_dir)
     _context["directory"] = directory
-    _context["provenance"] = Provenance(profile, tuple(int(s) for s in seeds), git_commit())
+    _context["provenance"] = Provenance(profile, tuple(int(s) for s in seeds), git_commit(),
+                                        command_line_parameters())
     return directory
 
 

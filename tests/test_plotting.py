@@ -80,3 +80,29 @@ def test_tables_are_written_with_provenance_and_read_back(tmp_path):
     assert path.read_text().startswith("# swatlib | profile: quick")
     back = pd.read_csv(path, comment="#", index_col="density")
     assert back.equals(table)
+
+
+def test_command_line_parameters_are_printed_after_the_profile(tmp_path, monkeypatch):
+    monkeypatch.setenv(plotting.CLI_PARAMETERS_ENV, '{"epochs": 40, "alphas": [0.3, 0.6]}')
+    plotting.setup(figures_dir=str(tmp_path), profile="quick", seeds=[0])
+    fig = _figure()
+    plotting.savefig(fig, "cli")
+    footer = "swatlib | profile: quick + epochs=40, alphas=[0.3, 0.6] | seeds: 0"
+    assert footer in [t.get_text() for t in fig.texts]
+    assert footer.encode() in (tmp_path / "cli.pdf").read_bytes()
+
+
+def test_without_command_line_parameters_the_footer_names_the_profile_alone(tmp_path, monkeypatch):
+    import pandas as pd
+
+    monkeypatch.delenv(plotting.CLI_PARAMETERS_ENV, raising=False)
+    plotting.setup(figures_dir=str(tmp_path), profile="quick", seeds=[0])
+    assert plotting.save_table(pd.DataFrame({"a": [1]}), "t").read_text().startswith(
+        "# swatlib | profile: quick | seeds: 0 | commit: ")
+
+
+@pytest.mark.parametrize("value", ["[1, 2]", "epochs=40"])
+def test_malformed_command_line_parameters_are_refused(tmp_path, monkeypatch, value):
+    monkeypatch.setenv(plotting.CLI_PARAMETERS_ENV, value)
+    with pytest.raises(ValueError, match="must be a JSON object"):
+        plotting.setup(figures_dir=str(tmp_path), profile="quick")
