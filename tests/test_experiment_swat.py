@@ -10,8 +10,11 @@ import torch
 
 from swatlib.cache import config_key
 from swatlib.costmodel import MeasuredLedger, layer_table, nominal_ledger, plan
-from swatlib.experiments import swat
+from swatlib.experiments import runs, swat
 from swatlib.experiments import swat_tables as tables
+from swatlib.experiments.swat_methods import REGISTRY
+from swatlib.experiments.swat_settings import (BATCH_SIZE, FIRST_LAYER_DENSE, MOMENTUM, RIGL_ALPHA,
+                                               RIGL_DELTA_T, RIGL_END, SET_ZETA, WEIGHT_DECAY)
 from swatlib.models import MLP
 from swatlib.train import fit
 
@@ -114,6 +117,30 @@ def test_cache_keys_differ_per_hyper_parameter():
     assert swat.sensitivity_specs(["swat"], [70], [0], **TINY)[1] == swat.make_spec("swat-u", 0.3, **base)
 
 
+@pytest.mark.parametrize("name", [m for m in swat.METHODS if m != "dense"])
+def test_each_method_prepares_the_network_its_registry_entry_describes(name):
+    spec = swat.make_spec(name, 0.2, rigl_delta_t=2, **TINY)
+    model = swat.build_model(spec)
+    topology = REGISTRY[name].prepare(spec, model, torch.optim.SGD(model.parameters(), lr=0.1), 3)
+    densities = list(swat._layer_densities(model).values())
+    assert len(densities) == 7 and min(densities) < 1.0
+    if FIRST_LAYER_DENSE[name]:
+        assert densities[0] == 1.0
+    assert len(topology) == (1 if name in ("swat-m", "set", "rigl") else 0)  # what changes the topology
+    assert spec["first_layer_dense"] == FIRST_LAYER_DENSE[name]
+    assert swat.describe(spec).startswith(f"{REGISTRY[name].label} d=0.2")
+
+
+def test_paper_choices_reach_the_specs_from_the_settings_module():
+    rigl = swat.make_spec("rigl", 0.2, **TINY)["topology"]
+    assert rigl == {"delta_t": RIGL_DELTA_T, "alpha": RIGL_ALPHA, "t_end_fraction": RIGL_END}
+    assert swat.make_spec("set", 0.2, **TINY)["topology"]["zeta"] == SET_ZETA
+    default = swat.make_spec("dense")
+    assert default["batch_size"] == BATCH_SIZE and default["first_layer_dense"] is None
+    assert default["optimizer"] == {"name": "sgd", "momentum": MOMENTUM, "weight_decay": WEIGHT_DECAY,
+                                    "schedule": "cosine"}
+
+
 @pytest.mark.parametrize("kwargs, word", [
     (dict(method="sgd"), "method"), (dict(method="set", mode="fwd-weights"), "mode"),
     (dict(method="swat-u", density=0.0), "density"), (dict(method="swat-u", period=0), "period"),
@@ -133,10 +160,9 @@ def _fake(method, density=1.0, mode="swat", period=1, seed=0, acc=0.5, measured=
     if mode == "swat":
         flops.update(nominal=nominal, nominal_dense=nominal_dense, nominal_with_extras=nominal)
     history = [{"epoch": 1, "train_loss": math.nan if nan else 1.0, "test_acc": acc}]
-    return swat.RunResult(spec, {
+    return swat.RunResult(spec, "ok", {
         "history": history, "test_acc": acc, "best_test_acc": acc, "train_acc": acc,
-        "flops": flops, "flops_basis": "nominal" if method in ("set", "rigl") else "measured",
-        "train_seconds": 1.0})
+        "flops": flops, "flops_basis": REGISTRY[method].flops_basis, "train_seconds": 1.0})
 
 
 def test_accuracy_vs_flops_is_relative_to_dense_in_the_same_accounting():
@@ -219,7 +245,7 @@ def test_the_same_networks_train_on_cifar10_when_its_files_are_present(tmp_path,
     try:
         result = swat.run(spec, log=lambda line: None)
     finally:
-        swat._load.cache_clear()
+        runs._load.cache_clear()
     assert result.result["steps"] == 3 and 0.0 <= result.test_acc <= 1.0
     assert "CIFAR-10 48 train / 16 test" in swat.describe_setup(spec)
     with pytest.raises(ValueError, match="dataset"):

@@ -8,9 +8,9 @@ import math
 
 import pytest
 
-from swatlib import reproduce
 from swatlib.cache import config_key
 from swatlib.data import DatasetNotFoundError
+from swatlib.experiments import runs as experiment_runs
 from swatlib.experiments import truly_sparse as ts
 from swatlib.experiments import truly_sparse_tables as tables
 from swatlib.experiments.truly_sparse_reported import PAPER_SETTINGS, TABLE2, TABLE5, TABLE6, VARIANTS
@@ -125,12 +125,14 @@ def test_absent_dataset_is_reported_not_raised(tmp_path, monkeypatch):
     def missing(*args, **kwargs):
         raise DatasetNotFoundError("CIFAR-10 not found: run `python -m swatlib.data ensure cifar10`")
 
-    monkeypatch.setattr(ts, "load", missing)
-    ts._load.cache_clear()
+    monkeypatch.setattr(experiment_runs, "load", missing)
+    experiment_runs._load.cache_clear()
     specs = ts.table2_specs(["cifar10"], seeds=[0], profile="test",
                             overrides={"cifar10": {"subset": [8, 4], "sizes": [3072, 8, 8, 8, 10], "epochs": 1}})
-    runs = ts.run_many(specs, log=lambda line: None)
-    ts._load.cache_clear()
+    lines = []
+    runs = ts.run_many(specs, log=lines.append)
+    experiment_runs._load.cache_clear()
+    assert lines == ["cifar10: not run: dataset absent (CIFAR-10 not found)"]  # looked for once
     assert [r.status for r in runs] == [ts.ABSENT] * 6
     table = tables.table2(runs)
     assert (table.status == ts.ABSENT).all()
@@ -207,6 +209,26 @@ def test_table2_best_final_mean_std_and_reported():
     assert missing.loc[("fashion-mnist", "Dense MLP", "ReLU", "no"), "reported acc %"] == 90.85
 
 
+def test_a_leaky_relu_run_never_gets_relu_or_all_relu_reported_values():
+    runs = [_outcome(_fm(activation="relu"), [0.5, 0.80]),
+            _outcome(_fm(activation="leaky_relu"), [0.5, 0.82]),  # α = 0.6, Fashion-MNIST's All-ReLU slope
+            _outcome(_fm(), [0.5, 0.84])]
+    table = tables.table2(runs)
+    leaky = table.loc[("fashion-mnist", "SET-MLP", "LeakyReLU (α=0.6)", "no")]
+    assert leaky[["reported acc %", "reported params start", "reported minutes"]].isna().all()
+    assert table.loc[("fashion-mnist", "SET-MLP", "ReLU", "no"), "reported acc %"] == TABLE2[
+        ("fashion-mnist", "set", "relu", False)]["accuracy"]
+    claims = tables.table2_claims(table).loc["fashion-mnist"]
+    assert claims.loc["All-ReLU − ReLU, no IP (points)", "ours"] == pytest.approx(4.0)  # 84 − 80, not 84 − 82
+    slopes = tables.table5(runs)
+    assert math.isnan(slopes.loc["LeakyReLU (α=0.6)", "reported acc %"])
+    assert slopes.loc["All-ReLU (α=0.6)", "reported acc %"] == TABLE5["best"]
+    plain = table.copy()
+    plain.attrs.clear()
+    with pytest.raises(ValueError, match="takes the table that table2"):
+        tables.table2_claims(plain)
+
+
 def test_table5_orders_slopes_and_marks_only_certain_reported_values():
     runs = [_outcome(_fm(activation="relu"), [0.5, 0.80]),
             _outcome(_fm(alpha=0.9), [0.5, 0.83]),
@@ -279,25 +301,3 @@ def test_reported_tables_are_complete():
     assert len(TABLE5["sweep"]) == 9 and max(TABLE5["sweep"]) == TABLE5["best"]
     assert TABLE2[("fashion-mnist", "dense", "relu", False)]["params_start"] == 784 * 1000 + 1000 * 1000 * 2 + 10000 + 3010
 
-
-# --------------------------------------------------------------------------- profiles
-NOTEBOOKS = {s: p for s, p in reproduce.notebooks().items() if s[:2] in {"10", "11", "12", "13", "14"}}
-
-
-@pytest.mark.parametrize("profile", reproduce.PROFILES)
-def test_the_1x_notebooks_share_their_runs(profile):
-    """Within a profile, every 1x notebook must spell a dataset's settings and seeds the same way."""
-    values = reproduce.load_profile(profile)
-    seen: dict[str, tuple] = {}
-    seeds = set()
-    for stem, path in NOTEBOOKS.items():
-        params = {**reproduce.notebook_parameters(path), **values.get(stem, {})}
-        if "seeds" in params:
-            seeds.add(tuple(params["seeds"]))
-        for dataset in params["overrides"]:
-            key = tuple(sorted((k, str(v)) for k, v in ts.settings(dataset, params["overrides"]).items()))
-            assert seen.setdefault(dataset, (key, stem))[0] == key, \
-                f"{stem}: {dataset} settings differ from {seen[dataset][1]}'s"
-        if "seed" in params:
-            assert all(params["seed"] in s for s in seeds), f"{stem}: seed {params['seed']} is not shared"
-    assert len(seeds) <= 1, f"the 1x notebooks use different seeds: {seeds}"

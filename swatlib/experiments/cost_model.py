@@ -11,6 +11,8 @@ import pandas as pd
 
 from swatlib.costmodel import PUBLISHED, analyse
 
+__all__ = ["cost_grid", "flop_reduction_table", "memory_ranges", "reported_comparison"]
+
 
 def cost_grid(archs: list[str], methods: list[str], sparsities: list[float], *,
               index_formats: tuple[str, ...] = ("bitmap",), batch_size: int = 128) -> pd.DataFrame:

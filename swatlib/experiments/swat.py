@@ -11,14 +11,17 @@ method          what runs
                 selects the sensitivity-study variants of paper Fig. 2 (SPEC §5)
 ``swat-erk``    ``swatify(method="erk", first_layer_dense=False)`` — SPEC §5's ERK rule over
                 every layer, as the cost model's ``swat-erk``
-``swat-m``      ``swatify(method="m")`` + :class:`~swatlib.swat.SWATM` after every step
-``set``         :class:`~swatlib.swat.MaskedSET`, evolving once per epoch (**masked**)
-``rigl``        :class:`~swatlib.swat.MaskedRigL`, ΔT = ``rigl_delta_t`` (**masked**)
+``swat-m``      ``swatify(method="m")`` + :class:`~swatlib.topology.SWATM` after every step
+``set``         :func:`~swatlib.swat.masked_set`, evolving once per epoch (**masked**)
+``rigl``        :func:`~swatlib.swat.masked_rigl`, ΔT = ``rigl_delta_t`` (**masked**)
 ``meprop``      :func:`~swatlib.swat.meprop`: Top-K of the output gradient in every layer
 ==============  ==========================================================================
 
-Every run goes through :func:`swatlib.cache.cached` with its full config (:func:`make_spec`),
-so a configuration asked for by two notebooks trains once.
+The methods are the entries of :data:`~swatlib.experiments.swat_methods.REGISTRY`; the papers'
+choices they use (RigL's α and T_end, SET's ζ, which first layers stay dense, the SGD recipe) are
+data in :mod:`~swatlib.experiments.swat_settings`. Every run goes through the results cache with its
+full config (:func:`make_spec`, via :mod:`~swatlib.experiments.runs`), so a configuration asked for
+by two notebooks trains once, and :func:`run_many` can train independent runs in parallel.
 
 FLOPs (FLOPs = 2·MACs, conv / linear work per training example, the papers' accounting):
 
@@ -32,51 +35,53 @@ FLOPs (FLOPs = 2·MACs, conv / linear work per training example, the papers' acc
   their masked layers multiply zeros and compute a dense weight gradient, so the measured
   ledger would describe the masked implementation, not the truly sparse method (SPEC §6).
 
-The hyper-parameters shared by every run (SGD with momentum 0.9, weight decay 5·10⁻⁴, cosine
-learning-rate decay to zero over the run, batch 128) are SWAT's CIFAR recipe shortened; the
-profile decides data size, width and epochs.
+Every run follows SWAT's CIFAR recipe, shortened: SGD with momentum and weight decay, the
+learning rate decayed to zero over the run (:mod:`~swatlib.experiments.swat_settings`). The batch
+size defaults to the recipe's (:data:`~swatlib.experiments.swat_settings.BATCH_SIZE`); a profile
+may set its own, as it sets data size, width, epochs and learning rate
+(``notebooks/params/*.yaml``).
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import math
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from swatlib.cache import cached
 from swatlib.costmodel import (MeasuredLedger, MethodOptions, TopKCost, layer_table,
                                nominal_ledger, plan)
-from swatlib.data import load
+from swatlib.experiments import runs
+from swatlib.experiments.swat_methods import REGISTRY, get_method
+from swatlib.experiments.swat_settings import (BATCH_SIZE, MOMENTUM, RIGL_DELTA_T, SCHEDULE,
+                                               WEIGHT_DECAY)
 from swatlib.models import MLP, SmallCNN
-from swatlib.swat import (MODES, SWATM, MaskedRigL, MaskedSET, SWATLayer, meprop, swatify)
-from swatlib.train import fit, use_threads
+from swatlib.swat import MODES, SWATLayer
+from swatlib.train import fit
 
 __all__ = [
-    "EXPERIMENT", "METHODS", "SENSITIVITY_MODES", "METHOD_LABELS", "MODE_LABELS", "RunResult",
-    "DATASETS", "DATASET_NAMES", "use_threads", "make_spec", "method_specs", "sensitivity_specs", "period_specs",
-    "build_model", "load_data", "nominal_flops", "run", "run_many", "describe", "describe_setup",
+    "DATASETS", "DATASET_NAMES", "EXPERIMENT", "FAMILY", "METHODS", "METHOD_LABELS", "MODE_LABELS",
+    "SENSITIVITY_MODES", "RunResult", "build_model", "describe", "describe_setup", "load_data",
+    "make_spec", "method_specs", "nominal_flops", "period_specs", "run", "run_many",
+    "sensitivity_specs",
 ]
 
 #: Name (and format version) of these runs in the results cache.
 EXPERIMENT = "swat/run-v1"
 
-#: Training methods of the accuracy-vs-FLOPs comparison (SPEC §6).
-METHODS = ("dense", "swat-u", "swat-erk", "swat-m", "set", "rigl", "meprop")
+#: Training methods of the accuracy-vs-FLOPs comparison (SPEC §6), in table order.
+METHODS = tuple(REGISTRY)
 
 #: The four one-thing-at-a-time variants of paper Fig. 2 (``swat-u`` with these modes).
 SENSITIVITY_MODES = ("fwd-weights", "fwd-activations", "bwd-weights-activations",
                      "bwd-output-grad")
 
 #: Readable names of the methods.
-METHOD_LABELS = {"dense": "dense", "swat-u": "SWAT-U", "swat-erk": "SWAT-ERK", "swat-m": "SWAT-M",
-                 "set": "SET (masked)", "rigl": "RigL (masked)", "meprop": "meProp"}
+METHOD_LABELS = {name: m.label for name, m in REGISTRY.items()}
 
 #: Readable names of the sensitivity variants (paper Fig. 2's legends).
 MODE_LABELS = {"swat": "SWAT (fwd W, bwd W+A)",
@@ -84,16 +89,6 @@ MODE_LABELS = {"swat": "SWAT (fwd W, bwd W+A)",
                "fwd-activations": "forward: sparse activations",
                "bwd-weights-activations": "backward: sparse weights + activations",
                "bwd-output-grad": "backward: sparse output gradient"}
-
-#: Layers held dense by each method (first conv / linear layer).
-_FIRST_LAYER_DENSE = {"swat-u": True, "swat-erk": False, "swat-m": True, "rigl": True,
-                      "set": False, "meprop": False}
-
-#: RigL's drop fraction and the fraction of training during which it changes the topology.
-RIGL_ALPHA, RIGL_END = 0.3, 0.75
-#: SET's removal fraction ζ.
-SET_ZETA = 0.3
-
 
 #: Datasets the SWAT runs take, with the image shape the networks see.
 DATASETS = {"fashion-mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
@@ -118,9 +113,10 @@ def _model_config(model: str, width: int, batchnorm: bool, sizes: Sequence[int],
 def make_spec(method: str, density: float = 1.0, *, mode: str = "swat", period: int = 1,
               model: str = "cnn", width: int = 8, batchnorm: bool = True,
               sizes: Sequence[int] = (784, 300, 100, 10), subset: Any = (4000, 2000),
-              epochs: int = 4, batch_size: int = 128, lr: float = 0.05,
-              momentum: float = 0.9, weight_decay: float = 5e-4, schedule: str = "cosine",
-              rigl_delta_t: int = 100, seed: int = 0, profile: str = "quick",
+              epochs: int = 4, batch_size: int = BATCH_SIZE, lr: float = 0.05,
+              momentum: float = MOMENTUM, weight_decay: float = WEIGHT_DECAY,
+              schedule: str = SCHEDULE, rigl_delta_t: int = RIGL_DELTA_T, seed: int = 0,
+              profile: str = "quick",
               dataset: str = "fashion-mnist") -> dict[str, Any]:
     """The full, canonical config of one training run (the results-cache key).
 
@@ -142,7 +138,7 @@ def make_spec(method: str, density: float = 1.0, *, mode: str = "swat", period: 
     epochs, batch_size, lr, momentum, weight_decay, schedule
         SGD settings; ``schedule`` is ``"cosine"`` (decay to 0 over the run) or ``"constant"``.
     rigl_delta_t : int
-        Steps between RigL topology updates (RigL's ΔT; paper 100).
+        Steps between RigL topology updates (RigL's ΔT).
     seed, profile
         The trial's seed and the profile that asked for it (part of the key).
     dataset : {"fashion-mnist", "cifar10"}
@@ -154,11 +150,10 @@ def make_spec(method: str, density: float = 1.0, *, mode: str = "swat", period: 
     ValueError
         For an unknown method / mode / model / schedule, or a bad density or period.
     """
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; valid: {', '.join(METHODS)}")
+    chosen = get_method(method)
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; valid: {', '.join(MODES)}")
-    if mode != "swat" and method != "swat-u":
+    if mode != "swat" and not chosen.sensitivity_modes:
         raise ValueError(f"mode {mode!r} is a SWAT-U sensitivity variant; method was {method!r}")
     if dataset not in DATASETS:
         raise ValueError(f"unknown dataset {dataset!r}; valid: {', '.join(DATASETS)}")
@@ -169,18 +164,17 @@ def make_spec(method: str, density: float = 1.0, *, mode: str = "swat", period: 
         raise ValueError(f"density must be in (0, 1] (the kept fraction), got {density}")
     if isinstance(period, bool) or not isinstance(period, int) or period < 1:
         raise ValueError(f"period must be an integer >= 1, got {period!r}")
-    sparse_topk = method.startswith("swat") or method == "meprop"
-    spec: dict[str, Any] = {
+    return {
         "experiment": EXPERIMENT,
         "dataset": dataset,
         "subset": list(subset) if isinstance(subset, (list, tuple)) else subset,
         "model": _model_config(model, width, batchnorm, sizes, dataset),
         "method": method,
-        "density": 1.0 if method == "dense" else round(density, 6),
-        "mode": mode if method.startswith("swat") else None,
-        "period": period if sparse_topk else None,
-        "first_layer_dense": _FIRST_LAYER_DENSE.get(method),
-        "topology": None,
+        "density": round(density, 6) if chosen.sparse else 1.0,
+        "mode": mode if chosen.swat else None,
+        "period": period if chosen.topk_period else None,
+        "first_layer_dense": chosen.first_layer_dense,
+        "topology": chosen.topology(rigl_delta_t),
         "optimizer": {"name": "sgd", "momentum": float(momentum),
                       "weight_decay": float(weight_decay), "schedule": schedule},
         "lr": float(lr),
@@ -189,13 +183,6 @@ def make_spec(method: str, density: float = 1.0, *, mode: str = "swat", period: 
         "seed": int(seed),
         "profile": profile,
     }
-    if method == "set":
-        spec["topology"] = {"zeta": SET_ZETA, "evolve": "every epoch but the last",
-                            "regrow": "init"}
-    elif method == "rigl":
-        spec["topology"] = {"delta_t": int(rigl_delta_t), "alpha": RIGL_ALPHA,
-                            "t_end_fraction": RIGL_END}
-    return spec
 
 
 def method_specs(methods: Iterable[str], densities: Iterable[float], seeds: Iterable[int],
@@ -204,7 +191,7 @@ def method_specs(methods: Iterable[str], densities: Iterable[float], seeds: Iter
     densities, specs = list(densities), []
     for seed in seeds:
         for method in methods:
-            for density in ([1.0] if method == "dense" else densities):
+            for density in (densities if get_method(method).sparse else [1.0]):
                 specs.append(make_spec(method, density, seed=seed, **setup))
     return specs
 
@@ -229,12 +216,8 @@ def period_specs(periods: Iterable[int], density: float, seeds: Iterable[int],
             for seed in seeds for p in periods]
 
 
-@dataclass
-class RunResult:
-    """One finished (or cached) run: its spec and the JSON result."""
-
-    spec: dict[str, Any]
-    result: dict[str, Any]
+class RunResult(runs.RunResult):
+    """One finished (or cached) run: its spec and the JSON result (no tensors)."""
 
     @property
     def test_acc(self) -> float:
@@ -242,16 +225,9 @@ class RunResult:
         return self.result["test_acc"]
 
 
-@functools.lru_cache(maxsize=4)
-def _load(dataset: str, subset: Any, flatten: bool):
-    return load(dataset, subset=subset, flatten=flatten)
-
-
 def load_data(spec: dict[str, Any]):
     """The spec's dataset as its model takes it (memoised within the process)."""
-    subset = spec["subset"]
-    return _load(spec["dataset"], tuple(subset) if isinstance(subset, list) else subset,
-                 spec["model"]["name"] == "mlp")
+    return runs.load_dataset(spec["dataset"], spec["subset"], flatten=spec["model"]["name"] == "mlp")
 
 
 def build_model(spec: dict[str, Any]) -> nn.Module:
@@ -280,7 +256,7 @@ def nominal_flops(spec: dict[str, Any], steps_per_epoch: int) -> dict[str, float
     table = layer_table(build_model(spec).to("meta"), _input_shape(spec))
     topology = spec["topology"] or {}
     options = MethodOptions(topk=TopKCost(period=spec["period"] or 1),
-                            rigl_delta_t=topology.get("delta_t", 100),
+                            rigl_delta_t=topology.get("delta_t", RIGL_DELTA_T),
                             set_period=max(1, steps_per_epoch))
     batch = spec["batch_size"]
     ledger = nominal_ledger(table, plan(table, spec["method"], spec["density"], batch_size=batch,
@@ -314,32 +290,6 @@ class _TrainingLedger:
         self.ledger.end_step(batch_size)
 
 
-def _prepare(spec: dict[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer,
-             steps_per_epoch: int) -> list[Callable[[], Any]]:
-    """Turn the dense ``model`` into the spec's method; return the per-step callbacks."""
-    method, density, total = spec["method"], spec["density"], steps_per_epoch * spec["epochs"]
-    generator = torch.Generator().manual_seed(spec["seed"] + 1)
-    if method in ("swat-u", "swat-erk", "swat-m"):
-        swatify(model, method=method[5:], density=density, period=spec["period"],
-                mode=spec["mode"], first_layer_dense=spec["first_layer_dense"])
-        return [SWATM(model, optimizer).step] if method == "swat-m" and density < 1 else []
-    if method == "meprop":
-        meprop(model, density=density, period=spec["period"])
-        return []
-    if method == "set":
-        topology = MaskedSET(model, density=density, period=steps_per_epoch,
-                             t_end=total - steps_per_epoch, zeta=spec["topology"]["zeta"],
-                             optimizer=optimizer, generator=generator)
-        return [topology.step]
-    if method == "rigl":
-        t = spec["topology"]
-        topology = MaskedRigL(model, density=density, delta_t=t["delta_t"], alpha=t["alpha"],
-                              t_end=max(1, math.floor(t["t_end_fraction"] * total)),
-                              optimizer=optimizer, generator=generator)
-        return [topology.step]
-    return []
-
-
 def _layer_densities(model: nn.Module) -> dict[str, float]:
     out = {}
     for name, module in model.named_modules():
@@ -357,15 +307,11 @@ def _compute(spec: dict[str, Any], log: Callable[[str], None]) -> dict[str, Any]
     optimizer = torch.optim.SGD(model.parameters(), lr=spec["lr"], momentum=opt["momentum"],
                                 weight_decay=opt["weight_decay"])
     steps_per_epoch = math.ceil(len(data.x_train) / spec["batch_size"])
-    callbacks = _prepare(spec, model, optimizer, steps_per_epoch)
+    topology = REGISTRY[spec["method"]].prepare(spec, model, optimizer, steps_per_epoch)
+    after_step = None
     if opt["schedule"] == "cosine":
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
-            optimizer, T_max=steps_per_epoch * spec["epochs"])
-        callbacks.append(scheduler.step)
-
-    def after_step() -> None:
-        for callback in callbacks:
-            callback()
+        after_step = torch.optim.lr_scheduler.CosineAnnealingLR(
+            optimizer, T_max=steps_per_epoch * spec["epochs"]).step
 
     ledger = MeasuredLedger()
     label = describe(spec)
@@ -375,7 +321,8 @@ def _compute(spec: dict[str, Any], log: Callable[[str], None]) -> dict[str, Any]
         history = fit(model, data, optimizer, epochs=spec["epochs"],
                       batch_size=spec["batch_size"],
                       generator=torch.Generator().manual_seed(spec["seed"]), label=label,
-                      log=log, after_step=after_step, ledger=_TrainingLedger(ledger, model))
+                      log=log, topology=topology, after_step=after_step,
+                      ledger=_TrainingLedger(ledger, model))
     wall = time.perf_counter() - wall
     measured = ledger.ledger()
     per = 1.0 / measured.batch_size
@@ -397,7 +344,7 @@ def _compute(spec: dict[str, Any], log: Callable[[str], None]) -> dict[str, Any]
         "best_test_acc": max(r["test_acc"] for r in history),
         "train_acc": history[-1]["train_acc"],
         "flops": flops,
-        "flops_basis": "nominal" if spec["method"] in ("set", "rigl") else "measured",
+        "flops_basis": REGISTRY[spec["method"]].flops_basis,
         "steps": measured.steps,
         "layer_densities": _layer_densities(model),
         "n_train": len(data.y_train),
@@ -412,7 +359,7 @@ def _compute(spec: dict[str, Any], log: Callable[[str], None]) -> dict[str, Any]
 def describe(spec: dict[str, Any]) -> str:
     """One-line label of a run, e.g. ``"SWAT-U d=0.2 (forward: sparse weights) seed 0"``."""
     name = METHOD_LABELS[spec["method"]]
-    if spec["method"] != "dense":
+    if REGISTRY[spec["method"]].sparse:
         name += f" d={spec['density']:g}"
     if spec["mode"] not in (None, "swat"):
         name += f" [{spec['mode']}]"
@@ -439,19 +386,18 @@ def describe_setup(spec: dict[str, Any]) -> str:
     return f"{net}, {data}, {epochs} epoch{'' if epochs == 1 else 's'}"
 
 
+#: How SWAT runs are computed and reported (:mod:`~swatlib.experiments.runs`). A missing dataset
+#: is an error, and no run is timed: the notebooks report accuracy and FLOPs, not seconds.
+FAMILY = runs.Family(compute=_compute, describe=describe, result_type=RunResult)
+
+
 def run(spec: dict[str, Any], *, log: Callable[[str], None] = print) -> RunResult:
     """Train ``spec`` or fetch it from the results cache."""
-    entry = cached(spec, lambda: _compute(spec, log))
-    return RunResult(spec, entry.result)
+    return runs.run(FAMILY, spec, log=log)
 
 
-def run_many(specs: Iterable[dict[str, Any]], *,
-             log: Callable[[str], None] = print) -> list[RunResult]:
-    """:func:`run` every spec in order (duplicates run once)."""
-    results, done = [], {}
-    for spec in specs:
-        key = repr(sorted(spec.items()))
-        if key not in done:
-            done[key] = run(spec, log=log)
-        results.append(done[key])
-    return results
+def run_many(specs: Iterable[dict[str, Any]], *, log: Callable[[str], None] = print,
+             jobs: int | str | None = None) -> list[RunResult]:
+    """Every spec's result in order, duplicates run once, ``jobs`` worker processes
+    (:func:`swatlib.experiments.runs.run_many`; None: ``$SWATLIB_JOBS``, default 1)."""
+    return runs.run_many(FAMILY, specs, log=log, jobs=jobs)

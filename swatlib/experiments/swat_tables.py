@@ -31,6 +31,7 @@ from swatlib.swat import SavedTensorMeter, swatify
 from swatlib.swat.compressed import ROLE_ATTRIBUTE
 
 from .swat import METHOD_LABELS, MODE_LABELS, RunResult
+from .swat_settings import BATCH_SIZE
 
 __all__ = [
     "REPORTED_ACCURACY", "reported_accuracy", "summary", "sensitivity_table", "period_table",
@@ -195,7 +196,7 @@ def flops_table(curve: pd.DataFrame) -> pd.DataFrame:
 # Memory (notebook 32)
 
 
-def measurement_batch(batch_size: int = 128, subset: Any = 2000) -> torch.Tensor:
+def measurement_batch(batch_size: int = BATCH_SIZE, subset: Any = 2000) -> torch.Tensor:
     """The first ``batch_size`` training images of Fashion-MNIST (standardised, N×1×28×28)."""
     data = load("fashion-mnist", subset=subset, flatten=False)
     # A copy: a slice would share the whole training tensor's storage, which the saved-tensor
@@ -226,7 +227,7 @@ def measure_saved(width: int, batchnorm: bool, density: float, x: torch.Tensor, 
     return meter.result.activations, meter.result.weights
 
 
-def predicted_saved(width: int, batchnorm: bool, density: float, *, batch_size: int = 128,
+def predicted_saved(width: int, batchnorm: bool, density: float, *, batch_size: int = BATCH_SIZE,
                     index_format: str = "bitmap") -> tuple[int, int]:
     """The cost model's (activation, weight) bytes for the same CNN under SWAT-U at ``density``."""
     table = layer_table(SmallCNN(width=width, batchnorm=batchnorm).to("meta"))

@@ -16,6 +16,8 @@ from swatlib.data import load
 from swatlib.topk import check_density, topk_mask
 from swatlib.train import evaluate, fit
 
+__all__ = ["topk_accuracy", "train_linear_classifier"]
+
 
 def train_linear_classifier(
     *, subset: int | None, epochs: int, lr: float, batch_size: int, seed: int, profile: str

@@ -19,38 +19,45 @@ A cached run holds
   every epoch's training (before SET evolution), for notebook ``14_topology``.
 
 A dataset whose files are absent gives a :class:`RunResult` with status
-``"not run: dataset absent"`` instead of an error, so tables can show the row.
+``"not run: dataset absent"`` instead of an error, so tables can show the row. Table 2 shows each
+run's training minutes beside the paper's; only the ``paper`` profile's are comparable with them (its
+settings are the paper's), so only ``paper`` runs are *timed*: :func:`run_many` never trains them
+beside others (:mod:`~swatlib.experiments.runs`). The smaller profiles' runs train in parallel with
+``--jobs``, and their minutes say so in the notebook.
 """
 
 from __future__ import annotations
 
 import copy
-import functools
 import math
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from swatlib.cache import cached
-from swatlib.data import DatasetNotFoundError, load
+from swatlib.experiments import runs
+from swatlib.experiments.runs import ABSENT
 from swatlib.experiments.truly_sparse_reported import COMMON_SETTINGS, DATASET_NAMES, PAPER_SETTINGS
-from swatlib.importance import ImportancePruning, prune_neurons
+from swatlib.importance import prune_neurons
 from swatlib.models import MLP, SparseMLP
 from swatlib.optim import make_optimizer
 from swatlib.sparse import SparseLinear
-from swatlib.topology import SET
-from swatlib.train import evaluate, fit, use_threads
+from swatlib.topology import SET, ImportancePruning, evolvable_layers, pruning_epochs
+from swatlib.train import evaluate, fit
 
 __all__ = [
     "ABSENT",
     "EXPERIMENT",
-    "changes",
-    "ip_events",
+    "FAMILY",
+    "MAX_SNAPSHOTS",
     "OVERRIDABLE",
     "RunResult",
+    "build_model",
+    "changes",
+    "describe",
+    "ip_events",
+    "load_data",
     "make_spec",
     "post_training_pruning",
     "restore_model",
@@ -58,16 +65,14 @@ __all__ = [
     "run_many",
     "settings",
     "slope_specs",
+    "snapshot_epochs",
     "table2_specs",
-    "use_threads",
+    "topology_snapshot",
     "variant_label",
 ]
 
 #: Name (and format version) of these runs in the results cache.
 EXPERIMENT = "truly_sparse/run-v1"
-
-#: Status of a run whose dataset files are missing.
-ABSENT = "not run: dataset absent"
 
 #: Settings a profile may override, per dataset (see :func:`settings`).
 OVERRIDABLE = tuple(sorted(set(COMMON_SETTINGS) | set(PAPER_SETTINGS["fashion-mnist"])))
@@ -78,24 +83,33 @@ MAX_SNAPSHOTS = 50
 _ACTIVATION_NAMES = {"relu": "ReLU", "all_relu": "All-ReLU", "leaky_relu": "LeakyReLU", "srelu": "SReLU"}
 
 
-def settings(dataset: str, overrides: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
-    """The paper's settings for ``dataset`` with a profile's ``overrides[dataset]`` applied.
+def settings(dataset: str, overrides: str | dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The paper's settings for ``dataset`` with a profile's overrides for it applied.
 
     Parameters
     ----------
     dataset
         One of the keys of :data:`PAPER_SETTINGS`.
     overrides
-        ``{dataset: {setting: value}}``; other datasets' entries are ignored. Valid settings are
-        :data:`OVERRIDABLE` (e.g. ``subset``, ``epochs``, ``lr``, ``sizes``, ``ip_start``).
+        The name of a profile's overrides — a key of
+        :data:`~swatlib.experiments.truly_sparse_profiles.PROFILE_OVERRIDES`: ``"paper"``,
+        ``"quick"`` or ``"smoke"`` — or the overrides themselves, ``{dataset: {setting: value}}``;
+        other datasets' entries are ignored. Valid settings are :data:`OVERRIDABLE` (e.g.
+        ``subset``, ``epochs``, ``lr``, ``sizes``, ``ip_start``). ``None``: the paper's settings.
 
     Raises
     ------
     ValueError
-        For an unknown dataset or setting (the message lists the valid ones).
+        For an unknown dataset, overrides name or setting (the message lists the valid ones).
     """
+    from swatlib.experiments.truly_sparse_profiles import PROFILE_OVERRIDES
+
     if dataset not in PAPER_SETTINGS:
         raise ValueError(f"unknown dataset {dataset!r}; valid datasets: {', '.join(PAPER_SETTINGS)}")
+    if isinstance(overrides, str):
+        if overrides not in PROFILE_OVERRIDES:
+            raise ValueError(f"unknown overrides {overrides!r}; valid names: {', '.join(PROFILE_OVERRIDES)}")
+        overrides = PROFILE_OVERRIDES[overrides]
     own = dict((overrides or {}).get(dataset) or {})
     unknown = sorted(set(own) - set(OVERRIDABLE))
     if unknown:
@@ -226,8 +240,7 @@ def slope_specs(
 
 def ip_events(setting: dict[str, Any]) -> list[int]:
     """Epochs at which Importance Pruning fires under ``setting`` (see :func:`settings`)."""
-    pruning = ImportancePruning(int(setting["ip_start"]), int(setting["ip_every"]), setting["ip_percentile"])
-    return [e for e in range(1, int(setting["epochs"]) + 1) if pruning.is_due(e)]
+    return pruning_epochs(int(setting["ip_start"]), int(setting["ip_every"]), int(setting["epochs"]))
 
 
 def changes(datasets: Iterable[str], overrides: dict[str, dict[str, Any]] | None) -> list[dict[str, Any]]:
@@ -260,34 +273,23 @@ def _show(key: str, value: Any) -> str:
     return str(value)
 
 
-@dataclass
-class RunResult:
+class RunResult(runs.RunResult):
     """One run: its spec, ``status`` (``"ok"`` or :data:`ABSENT`) and, if it ran, its cached output."""
-
-    spec: dict[str, Any]
-    status: str
-    result: dict[str, Any] | None = None
-    tensors: dict[str, Any] | None = None
-    message: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
 
     @property
     def label(self) -> str:
+        """The spec's model in words (:func:`variant_label`)."""
         return variant_label(self.spec)
 
 
-@functools.lru_cache(maxsize=8)
-def _load(dataset: str, subset: int | tuple[int, int] | None):
-    return load(dataset, subset=subset)
+def describe(spec: dict[str, Any]) -> str:
+    """One-line name of a run, e.g. ``"Fashion-MNIST SET-MLP All-ReLU (α=0.6) + IP seed 0"``."""
+    return f"{DATASET_NAMES.get(spec['dataset'], spec['dataset'])} {variant_label(spec)} seed {spec['seed']}"
 
 
 def load_data(spec: dict[str, Any]):
     """The dataset of ``spec`` (memoised within the process; raises ``DatasetNotFoundError``)."""
-    subset = spec["subset"]
-    return _load(spec["dataset"], tuple(subset) if isinstance(subset, list) else subset)
+    return runs.load_dataset(spec["dataset"], spec["subset"])
 
 
 def build_model(spec: dict[str, Any], generator: torch.Generator | None = None,
@@ -343,20 +345,16 @@ def topology_snapshot(model: SparseMLP) -> dict[str, Any]:
 
 
 class _Recorder:
-    """Sits where ``fit`` expects ``pruning``: snapshots the topology, then delegates to the pruning."""
+    """Snapshots the topology at chosen epochs (``fit`` calls it after each epoch's training)."""
 
-    def __init__(self, pruning: ImportancePruning | None, epochs: Sequence[int]) -> None:
-        self.pruning = pruning
+    def __init__(self, model, epochs: Sequence[int]) -> None:
+        self.model = model
         self.epochs = set(epochs)
         self.snapshots: dict[int, dict[str, Any]] = {}
 
-    def record(self, model, epoch: int) -> None:
+    def __call__(self, epoch: int) -> None:
         if epoch in self.epochs:
-            self.snapshots[epoch] = topology_snapshot(model)
-
-    def step(self, model, optimizer, epoch: int):
-        self.record(model, epoch)
-        return self.pruning.step(model, optimizer, epoch) if self.pruning is not None else []
+            self.snapshots[epoch] = topology_snapshot(self.model)
 
 
 @torch.no_grad()
@@ -380,15 +378,19 @@ def _compute(spec: dict[str, Any], log: Callable[[str], None]) -> tuple[dict[str
     optimizer = make_optimizer(spec["optimizer"], model.parameters(), lr=spec["lr"],
                                momentum=spec["momentum"], weight_decay=spec["weight_decay"])
     ip = spec["importance_pruning"]
-    pruning = ImportancePruning(ip["start_epoch"], ip["every"], ip["percentile"], ip["mode"]) if ip else None
-    recorder = _Recorder(pruning, snapshot_epochs(spec["epochs"]) if sparse else [])
+    topology = []  # Importance Pruning before SET at the end of an epoch, as the authors do
+    if ip:
+        topology.append(ImportancePruning(model, start_epoch=ip["start_epoch"], every=ip["every"],
+                                          percentile=ip["percentile"], mode=ip["mode"],
+                                          optimizer=optimizer))
     if sparse:
-        recorder.record(model, 0)
-    evolution = SET(spec["zeta"], regrow_init=spec["regrow_init"], generator=generator) if sparse else None
-    label = f"{DATASET_NAMES.get(spec['dataset'], spec['dataset'])} {variant_label(spec)} seed {spec['seed']}"
+        topology.append(SET(evolvable_layers(model), zeta=spec["zeta"], regrow_init=spec["regrow_init"],
+                            until=spec["epochs"] - 1, optimizer=optimizer, generator=generator))
+    recorder = _Recorder(model, snapshot_epochs(spec["epochs"]) if sparse else [])
+    recorder(0)
     wall = time.perf_counter()
     history = fit(model, data, optimizer, epochs=spec["epochs"], batch_size=spec["batch_size"],
-                  generator=generator, label=label, log=log, evolution=evolution, pruning=recorder)
+                  generator=generator, label=describe(spec), log=log, topology=topology, on_epoch_end=recorder)
     wall = time.perf_counter() - wall
     # The last pruning happens after the last evaluation: measure the network that is handed back.
     final_train_loss, final_train_acc = evaluate(model, data.x_train, data.y_train)
@@ -434,6 +436,17 @@ def _compute(spec: dict[str, Any], log: Callable[[str], None]) -> tuple[dict[str
     return result, tensors
 
 
+def _reports_its_time(spec: dict[str, Any]) -> bool:
+    """A ``paper`` run: Table 2 shows its training minutes beside the paper's (notebook 10)."""
+    return spec["profile"] == "paper"
+
+
+#: How these runs are computed and reported (:mod:`~swatlib.experiments.runs`): an absent dataset
+#: is a result, and the ``paper`` profile's runs are timed.
+FAMILY = runs.Family(compute=_compute, describe=describe, result_type=RunResult,
+                     absent_is_a_result=True, is_timed=_reports_its_time)
+
+
 def run(spec: dict[str, Any], *, log: Callable[[str], None] = print) -> RunResult:
     """Train ``spec`` (or fetch it from the results cache).
 
@@ -443,27 +456,15 @@ def run(spec: dict[str, Any], *, log: Callable[[str], None] = print) -> RunResul
         ``status="ok"`` with ``result`` and ``tensors``, or ``status=ABSENT`` with the loader's
         message if the dataset's files are missing (nothing is cached then).
     """
-    try:
-        entry = cached(spec, lambda: _compute(spec, log))
-    except DatasetNotFoundError as exc:
-        return RunResult(spec, ABSENT, message=str(exc))
-    return RunResult(spec, "ok", entry.result, entry.tensors)
+    return runs.run(FAMILY, spec, log=log)
 
 
-def run_many(specs: Iterable[dict[str, Any]], *, log: Callable[[str], None] = print) -> list[RunResult]:
-    """:func:`run` every spec in order; a dataset found absent once is not looked for again."""
-    absent: dict[str, str] = {}
-    results = []
-    for spec in specs:
-        if spec["dataset"] in absent:
-            results.append(RunResult(spec, ABSENT, message=absent[spec["dataset"]]))
-            continue
-        outcome = run(spec, log=log)
-        if not outcome.ok:
-            absent[spec["dataset"]] = outcome.message
-            log(f"{spec['dataset']}: {ABSENT} ({outcome.message.split(':')[0]})")
-        results.append(outcome)
-    return results
+def run_many(specs: Iterable[dict[str, Any]], *, log: Callable[[str], None] = print,
+             jobs: int | str | None = None) -> list[RunResult]:
+    """Every spec's result in order (:func:`swatlib.experiments.runs.run_many`); a dataset found
+    absent once is not looked for again. The runs are timed, so they train in this process,
+    one after the other, whatever ``jobs`` says."""
+    return runs.run_many(FAMILY, specs, log=log, jobs=jobs)
 
 
 def restore_model(outcome: RunResult) -> SparseMLP:

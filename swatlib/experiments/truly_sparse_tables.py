@@ -14,6 +14,10 @@ and unit-tested on tiny synthetic histories. Accuracies are reported in percent,
 * :func:`relative_size_error` / :func:`reported_relative_size_error` — paper Figure 4: relative
   model size against relative error, both relative to the dense MLP (ReLU) of the same dataset.
 * :func:`curves` — per-epoch records (learning curves, gradient flow, Figures 5 and 6).
+
+The paper's values are looked up by what a run *is* — its spec's dataset, model, activation and
+pruning (:func:`variant`) — never by parsing the labels shown in the tables, so a LeakyReLU run
+never sits beside ReLU's reported values.
 """
 
 from __future__ import annotations
@@ -39,10 +43,21 @@ __all__ = [
     "table2_claims",
     "table5",
     "table6",
+    "variant",
 ]
 
 _ACT = {"relu": "ReLU", "all_relu": "All-ReLU", "leaky_relu": "LeakyReLU"}
 _KEY = ["dataset", "model", "activation", "IP"]
+
+#: Key of :func:`table2`'s ``attrs`` mapping each row to its :func:`variant` (for :func:`table2_claims`).
+_VARIANTS = "variants"
+
+
+def variant(spec: dict[str, Any]) -> tuple[str, str, str, bool]:
+    """``(dataset, model, activation, importance_pruning)`` of a run in the keys of
+    :data:`~swatlib.experiments.truly_sparse_reported.TABLE2` (model ``"set"`` or ``"dense"``)."""
+    return (spec["dataset"], "set" if spec["model"] == "set-mlp" else "dense", spec["activation"],
+            bool(spec["importance_pruning"]))
 
 
 def _model(spec: dict[str, Any]) -> str:
@@ -57,11 +72,11 @@ def _activation(spec: dict[str, Any]) -> str:
 def summaries(outcomes: Iterable[RunResult]) -> pd.DataFrame:
     """One row per run (absent datasets included, with NaN results).
 
-    Columns: ``dataset, model, activation, IP, alpha, seed, status, data`` (the dataset's name as
-    loaded, e.g. "Madelon-like (synthetic)"), ``architecture``, ``best_test_acc``, ``best_epoch``,
-    ``final_test_acc``, ``final_train_acc`` (%, final = the network handed back, after the last
-    pruning), ``params_start``, ``params_end``, ``minutes`` (training + topology updates, evaluation
-    excluded), ``epochs``.
+    Columns: ``dataset, model, activation, IP, alpha, seed, status, variant`` (:func:`variant`),
+    ``data`` (the dataset's name as loaded, e.g. "Madelon-like (synthetic)"), ``architecture``,
+    ``best_test_acc``, ``best_epoch``, ``final_test_acc``, ``final_train_acc`` (%, final = the
+    network handed back, after the last pruning), ``params_start``, ``params_end``, ``minutes``
+    (training + topology updates, evaluation excluded), ``epochs``.
     """
     rows = []
     for o in outcomes:
@@ -69,7 +84,7 @@ def summaries(outcomes: Iterable[RunResult]) -> pd.DataFrame:
         row = {
             "dataset": spec["dataset"], "model": _model(spec), "activation": _activation(spec),
             "IP": "yes" if spec["importance_pruning"] else "no", "alpha": spec["alpha"],
-            "seed": spec["seed"], "status": o.status,
+            "seed": spec["seed"], "status": o.status, "variant": variant(spec),
             "architecture": "-".join(str(s) for s in spec["sizes"]), "epochs": spec["epochs"],
         }
         if o.ok:
@@ -94,11 +109,6 @@ def summaries(outcomes: Iterable[RunResult]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _reported_key(dataset: str, model: str, activation: str, ip: str) -> tuple:
-    return (dataset, "set" if model == "SET-MLP" else "dense",
-            "all_relu" if activation.startswith("All-ReLU") else "relu", ip == "yes")
-
-
 def table2(outcomes: Iterable[RunResult], reported: dict = TABLE2) -> pd.DataFrame:
     """Paper Table 2, reproduced beside the reported values.
 
@@ -109,16 +119,18 @@ def table2(outcomes: Iterable[RunResult], reported: dict = TABLE2) -> pd.DataFra
         ``architecture``, ``seeds``, ``best acc %`` (mean over seeds of the best test accuracy, as
         the paper reports), ``± std``, ``final acc %``, ``params start``, ``params end``,
         ``minutes``, then ``reported acc %``, ``reported params start``, ``reported params end``,
-        ``reported minutes``.
+        ``reported minutes``. Its ``attrs["variants"]`` maps each row to its :func:`variant`.
     """
     df = summaries(outcomes)
     rows = []
+    variants = {}
     seen = {}
     for key, group in df.groupby(_KEY, sort=False):
         seen.setdefault(key[0], group.iloc[0])
         ok = group[group.status == "ok"]
         status = "ok" if len(ok) else group.status.iloc[0]
-        rep = reported.get(_reported_key(*key), {})
+        variants[key] = group.variant.iloc[0]
+        rep = reported.get(variants[key], {})
         rows.append({
             **dict(zip(_KEY, key)),
             "status": status,
@@ -137,13 +149,15 @@ def table2(outcomes: Iterable[RunResult], reported: dict = TABLE2) -> pd.DataFra
             "reported minutes": _num(rep.get("minutes")),
         })
     # Variants of the paper that were not run (e.g. the dense Leukemia MLP): reported values only.
-    done = {_reported_key(*(r[k] for k in _KEY)) for r in rows}
+    done = set(variants.values())
     for dataset, first in seen.items():
         for (d, model, activation, ip), rep in reported.items():
             if d != dataset or (d, model, activation, ip) in done:
                 continue
-            rows.append({"dataset": dataset, "model": "SET-MLP" if model == "set" else "Dense MLP",
-                         "activation": _ACT[activation], "IP": "yes" if ip else "no",
+            row = {"dataset": dataset, "model": "SET-MLP" if model == "set" else "Dense MLP",
+                   "activation": _ACT[activation], "IP": "yes" if ip else "no"}
+            variants[tuple(row[k] for k in _KEY)] = (d, model, activation, ip)
+            rows.append({**row,
                          "status": "not run (no such run in this profile)", "data": first.data,
                          "architecture": first.architecture, "seeds": 0,
                          **{c: math.nan for c in ("best acc %", "± std", "final acc %", "params start",
@@ -152,7 +166,9 @@ def table2(outcomes: Iterable[RunResult], reported: dict = TABLE2) -> pd.DataFra
                          "reported params start": _num(rep["params_start"]),
                          "reported params end": _num(rep["params_end"]),
                          "reported minutes": _num(rep["minutes"])})
-    return pd.DataFrame(rows).set_index(_KEY)
+    table = pd.DataFrame(rows).set_index(_KEY)
+    table.attrs[_VARIANTS] = variants
+    return table
 
 
 def table2_claims(table: pd.DataFrame) -> pd.DataFrame:
@@ -166,35 +182,44 @@ def table2_claims(table: pd.DataFrame) -> pd.DataFrame:
     -------
     DataFrame
         Indexed by ``dataset, claim``; columns ``ours``, ``reported``.
+
+    Raises
+    ------
+    ValueError
+        If ``table`` does not carry :func:`table2`'s ``attrs["variants"]``.
     """
+    if _VARIANTS not in table.attrs:
+        raise ValueError("table2_claims takes the table that table2() returns (its attrs name each row's variant)")
     rows = []
-    flat = table.reset_index()
-    flat["act"] = flat.activation.str.split(" ").str[0]
-    for dataset, group in flat.groupby("dataset", sort=False):
-        if not (group.status == "ok").any():
+    by_variant: dict[tuple, pd.Series] = {}
+    for index, row in table.iterrows():
+        by_variant.setdefault(table.attrs[_VARIANTS][index], row)
+    for dataset in dict.fromkeys(table.index.get_level_values("dataset")):
+        if not (table.loc[dataset].status == "ok").any():
             continue
 
-        def pick(model, act, ip, column):
-            sel = group[(group.model == model) & (group.act == act) & (group.IP == ip)]
-            return float(sel[column].iloc[0]) if len(sel) else math.nan
+        def pick(model, activation, ip, column):
+            row = by_variant.get((dataset, model, activation, ip))
+            return math.nan if row is None else float(row[column])
 
-        def both(model_a, act_a, ip_a, model_b, act_b, ip_b):
-            return tuple(pick(model_a, act_a, ip_a, c) - pick(model_b, act_b, ip_b, c)
-                         for c in ("best acc %", "reported acc %"))
+        def both(a, b):
+            return tuple(pick(*a, c) - pick(*b, c) for c in ("best acc %", "reported acc %"))
 
+        relu, all_relu = ("set", "relu", False), ("set", "all_relu", False)
+        relu_ip, all_relu_ip = ("set", "relu", True), ("set", "all_relu", True)
         claims = {
-            "All-ReLU − ReLU, no IP (points)": both("SET-MLP", "All-ReLU", "no", "SET-MLP", "ReLU", "no"),
-            "All-ReLU − ReLU, with IP (points)": both("SET-MLP", "All-ReLU", "yes", "SET-MLP", "ReLU", "yes"),
-            "IP − no IP, ReLU (points)": both("SET-MLP", "ReLU", "yes", "SET-MLP", "ReLU", "no"),
-            "IP − no IP, All-ReLU (points)": both("SET-MLP", "All-ReLU", "yes", "SET-MLP", "All-ReLU", "no"),
-            "SET All-ReLU − dense ReLU (points)": both("SET-MLP", "All-ReLU", "no", "Dense MLP", "ReLU", "no"),
+            "All-ReLU − ReLU, no IP (points)": both(all_relu, relu),
+            "All-ReLU − ReLU, with IP (points)": both(all_relu_ip, relu_ip),
+            "IP − no IP, ReLU (points)": both(relu_ip, relu),
+            "IP − no IP, All-ReLU (points)": both(all_relu_ip, all_relu),
+            "SET All-ReLU − dense ReLU (points)": both(all_relu, ("dense", "relu", False)),
         }
-        for act in ("ReLU", "All-ReLU"):
-            claims[f"params at end with IP, {act} (% of start)"] = tuple(
-                100 * pick("SET-MLP", act, "yes", f"{p}params end") / pick("SET-MLP", act, "yes", f"{p}params start")
+        for name, pruned in (("ReLU", relu_ip), ("All-ReLU", all_relu_ip)):
+            claims[f"params at end with IP, {name} (% of start)"] = tuple(
+                100 * pick(*pruned, f"{p}params end") / pick(*pruned, f"{p}params start")
                 for p in ("", "reported "))
         claims["SET-MLP params (% of dense)"] = tuple(
-            100 * pick("SET-MLP", "All-ReLU", "no", f"{p}params start") / pick("Dense MLP", "ReLU", "no", f"{p}params start")
+            100 * pick(*all_relu, f"{p}params start") / pick("dense", "relu", False, f"{p}params start")
             for p in ("", "reported "))
         for claim, (ours, reported) in claims.items():
             rows.append({"dataset": dataset, "claim": claim, "ours": ours, "reported": reported})
@@ -215,16 +240,15 @@ def table5(outcomes: Iterable[RunResult], reported: dict = TABLE5) -> pd.DataFra
     DataFrame
         Indexed by ``activation`` ("ReLU", then "All-ReLU (α=…)" by increasing α); columns
         ``alpha``, ``seeds``, ``best acc %``, ``± std``, ``final acc %``, ``Δ vs ReLU`` (points), and
-        ``reported acc %`` where the paper's α is certain (ReLU and α = 0.6; see
+        ``reported acc %`` where the paper's α is certain (ReLU and All-ReLU α = 0.6; see
         :data:`~swatlib.experiments.truly_sparse_reported.TABLE5`).
     """
     df = summaries(outcomes)
-    df = df[(df.status == "ok") & (df.model == "SET-MLP") & (df.IP == "no")]
+    df = df[(df.status == "ok") & df.variant.map(lambda v: v[1] == "set" and not v[3])]
     rows = []
     for (activation, alpha), group in df.groupby(["activation", df.alpha.fillna(-1.0)], sort=False):
         alpha = None if alpha < 0 else alpha
-        rep = reported["relu"] if alpha is None else (
-            reported["best"] if alpha is not None and math.isclose(alpha, reported["best_alpha"]) else math.nan)
+        rep = _table5_reported(group.variant.iloc[0][2], alpha, reported)
         rows.append({"activation": activation, "alpha": alpha, "seeds": len(group),
                      "best acc %": group.best_test_acc.mean(),
                      "± std": group.best_test_acc.std(ddof=1) if len(group) > 1 else math.nan,
@@ -237,6 +261,14 @@ def table5(outcomes: Iterable[RunResult], reported: dict = TABLE5) -> pd.DataFra
     table["Δ vs ReLU"] = table["best acc %"] - (relu.iloc[0] if len(relu) else math.nan)
     cols = ["alpha", "seeds", "best acc %", "± std", "final acc %", "Δ vs ReLU", "reported acc %"]
     return table.set_index("activation")[cols]
+
+
+def _table5_reported(activation: str, alpha: float | None, reported: dict) -> float:
+    if activation == "relu":
+        return reported["relu"]
+    if activation == "all_relu" and math.isclose(alpha, reported["best_alpha"]):
+        return reported["best"]
+    return math.nan
 
 
 def table6(records: Sequence[dict[str, Any]], dataset: str, reported: dict = TABLE6) -> pd.DataFrame:
@@ -292,13 +324,14 @@ def _relative_or_nan(size, error, reference_size, reference_error) -> tuple[floa
     return relative(size, error, reference_size, reference_error)
 
 
-def relative_size_error(outcomes: Iterable[RunResult], reference: tuple[str, str] = ("Dense MLP", "ReLU")) -> pd.DataFrame:
+def relative_size_error(outcomes: Iterable[RunResult], reference: tuple[str, str] = ("dense", "relu")) -> pd.DataFrame:
     """Figure 4: every SET-MLP run's final size and error relative to the dense MLP of its dataset.
 
     Relative size = parameters at the end / the dense MLP's parameters; relative error =
     (100 − final accuracy) / (100 − the dense MLP's final accuracy), on the training and the test
     split (the paper's panels a and b). Seeds are averaged first. Where the dense MLP made no error
-    at all (it memorised the training split), the relative error is NaN.
+    at all (it memorised the training split), the relative error is NaN. ``reference`` is the
+    ``(model, activation)`` of the reference run, as in :func:`variant`.
 
     Returns
     -------
@@ -311,15 +344,15 @@ def relative_size_error(outcomes: Iterable[RunResult], reference: tuple[str, str
     if df.empty:
         return pd.DataFrame(columns=["dataset", "data", "activation", "IP", "relative size",
                                      "relative train error", "relative test error"])
-    mean = df.groupby(["dataset", "data", "model", "activation", "IP"], sort=False)[
+    mean = df.groupby(["dataset", "data", "model", "activation", "IP", "variant"], sort=False)[
         ["params_end", "final_train_acc", "final_test_acc"]].mean().reset_index()
     rows = []
     for dataset, group in mean.groupby("dataset", sort=False):
-        ref = group[(group.model == reference[0]) & (group.activation == reference[1])]
+        ref = group[group.variant.map(lambda v: v[1:3] == tuple(reference))]
         if ref.empty:
             continue
         ref = ref.iloc[0]
-        for _, row in group[group.model == "SET-MLP"].iterrows():
+        for _, row in group[group.variant.map(lambda v: v[1] == "set")].iterrows():
             size, train_err = _relative_or_nan(row.params_end, 100 - row.final_train_acc,
                                                ref.params_end, 100 - ref.final_train_acc)
             _, test_err = _relative_or_nan(row.params_end, 100 - row.final_test_acc,
@@ -354,7 +387,7 @@ def curves(outcomes: Iterable[RunResult]) -> pd.DataFrame:
     """Per-epoch records of every finished run, long format.
 
     Columns: ``dataset, data, label`` (e.g. "SET-MLP All-ReLU (α=0.6) + IP"), ``model, activation,
-    IP, seed, epoch, train_acc, test_acc`` (%), ``train_loss, test_loss, gradient_flow, nnz,
+    IP, variant`` (:func:`variant`: select by it, not by parsing the labels), ``seed, epoch, train_acc, test_acc`` (%), ``train_loss, test_loss, gradient_flow, nnz,
     hidden_neurons`` (total over hidden layers).
     """
     rows = []
@@ -367,8 +400,8 @@ def curves(outcomes: Iterable[RunResult]) -> pd.DataFrame:
                 "dataset": spec["dataset"], "data": o.result.get("dataset_name", spec["dataset"]),
                 "label": f"{_model(spec)} {_activation(spec)}" + (" + IP" if spec["importance_pruning"] else ""),
                 "model": _model(spec), "activation": _activation(spec),
-                "IP": "yes" if spec["importance_pruning"] else "no", "seed": spec["seed"],
-                "epoch": h["epoch"], "train_acc": 100 * h["train_acc"], "test_acc": 100 * h["test_acc"],
+                "IP": "yes" if spec["importance_pruning"] else "no", "variant": variant(spec),
+                "seed": spec["seed"], "epoch": h["epoch"], "train_acc": 100 * h["train_acc"], "test_acc": 100 * h["test_acc"],
                 "train_loss": h["train_loss"], "test_loss": h["test_loss"],
                 "gradient_flow": h["gradient_flow"], "nnz": h.get("nnz", np.nan),
                 "hidden_neurons": sum(h["hidden_neurons"]) if "hidden_neurons" in h else np.nan,
