@@ -10,6 +10,7 @@ from swatlib import reproduce
 from swatlib.paths import PROJECT_ROOT
 
 NOTEBOOKS = reproduce.notebooks()
+TRULY_SPARSE = [stem for stem in NOTEBOOKS if stem[:1] == "1"]
 
 
 def _requirements() -> dict[str, str]:
@@ -72,6 +73,32 @@ def test_parameter_defaults_equal_the_quick_profile(stem):
     own = {k: v for k, v in defaults.items() if k not in reproduce.RUNNER_PARAMETERS}
     assert quick == own
     assert defaults["profile"] == "quick" and defaults["figures_dir"] == reproduce.figures_dir("quick")
+
+
+@pytest.mark.parametrize("profile", reproduce.PROFILES)
+def test_the_1x_notebooks_name_their_profiles_overrides_and_share_seeds(profile):
+    """The 1x notebooks of a profile name its overrides and run the same seeds, so they share their runs."""
+    values = reproduce.load_profile(profile)
+    seeds, seed = set(), set()
+    for stem in TRULY_SPARSE:
+        params = {**reproduce.notebook_parameters(NOTEBOOKS[stem]), **values[stem]}
+        assert params["overrides"] == profile, f"{stem}: overrides {params['overrides']!r} in profile {profile}"
+        if "seeds" in params:
+            seeds.add(tuple(params["seeds"]))
+        else:
+            seed.add(params["seed"])
+    assert len(seeds) == 1, f"the 1x notebooks use different seeds: {seeds}"
+    assert seed <= set(*seeds), f"a 1x notebook's single seed {seed} is not among the seeds {seeds}"
+
+
+@pytest.mark.parametrize("profile", reproduce.PROFILES)
+def test_the_swat_notebooks_30_and_31_train_the_same_setup(profile):
+    """30 and 31 state their common setup each, and must agree on it to share their dense and SWAT-U runs."""
+    values = reproduce.load_profile(profile)
+    shared = ("dataset", "seeds", "model", "width", "mlp_sizes", "subset", "epochs", "batch_size", "lr")
+    setups = [{k: {**reproduce.notebook_parameters(NOTEBOOKS[stem]), **values[stem]}[k] for k in shared}
+              for stem in ("30_swat_sensitivity", "31_swat_accuracy_vs_flops")]
+    assert setups[0] == setups[1], f"30 and 31 differ in {profile}: {setups}"
 
 
 def test_readme_quick_start_is_the_three_commands():

@@ -1,0 +1,274 @@
+"""The README's reproduced-vs-reported numbers agree with the figure tables they quote.
+
+Each README number is checked against the ``figures/*.csv`` cell it comes from (profile
+``quick``), at the README's rounding: ``85.43`` agrees with ``85.42999…`` and ``+0.4`` with
+``0.37``, while a changed README number or a changed CSV value fails. A CSV cell printed with more
+digits than the README's but itself rounded (``78.45``) may stand for anything that rounds to
+it, so the README's ``78.4`` agrees.
+
+The mapping README row → CSV cells is written out below, one entry per row or quoted sentence.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cache
+
+import pandas as pd
+import pytest
+
+from swatlib.experiments.truly_sparse_reported import TABLE5
+from swatlib.paths import PROJECT_ROOT
+
+README = (PROJECT_ROOT / "README.md").read_text()
+FIGURES = PROJECT_ROOT / "figures"
+NUMBER = re.compile(r"[−+-]?\d+(?:\.\d+)?")
+
+
+@dataclass(frozen=True)
+class Value:
+    """A number from a CSV, known to within ``error`` (half a unit of its last printed digit)."""
+
+    value: float
+    error: float = 0.0
+
+    def __sub__(self, other: Value | float) -> Value:
+        other = other if isinstance(other, Value) else Value(other)
+        return Value(self.value - other.value, self.error + other.error)
+
+    def __neg__(self) -> Value:
+        return Value(-self.value, self.error)
+
+
+@cache
+def _csv(name: str) -> pd.DataFrame:
+    path = FIGURES / f"{name}.csv"
+    stamp = path.read_text().splitlines()[0]
+    assert stamp.startswith("# swatlib | profile: quick |"), f"{path.name} is not a quick-profile table: {stamp}"
+    return pd.read_csv(path, skiprows=1, dtype=str, keep_default_na=False)
+
+
+def cell(name: str, column: str, **where: str) -> Value:
+    """The one cell of ``figures/<name>.csv`` in ``column`` whose row has the ``where`` values."""
+    table = _csv(name)
+    rows = table[(table[list(where)] == pd.Series(where)).all(axis=1)]
+    assert len(rows) == 1, f"{name}.csv: {len(rows)} rows with {where}"
+    text = rows.iloc[0][column]
+    return Value(float(text), 0.5 * 10.0 ** -len(text.partition(".")[2]))
+
+
+def _agree(quoted: str, expected: Value) -> bool:
+    """Whether the README's ``quoted`` number is ``expected`` at the README's rounding.
+
+    A CSV value printed with no more digits than the README's is taken as exact at the README's
+    precision (``89.8`` does not agree with ``89.7``, nor ``20`` with ``19``); one printed with
+    more digits may stand for anything that rounds to it.
+    """
+    half = 0.5 * 10.0 ** -len(quoted.partition(".")[2])
+    slack = expected.error if expected.error < half else 0.0
+    return abs(float(quoted.replace("−", "-")) - expected.value) <= half + slack + 1e-9
+
+
+def _check(where: str, text: str, expected: list[Value]) -> None:
+    quoted = NUMBER.findall(text)
+    assert len(quoted) == len(expected), f"{where}: README gives {quoted}, the mapping {len(expected)} numbers"
+    wrong = [f"README {q} vs CSV {e.value:g}" for q, e in zip(quoted, expected) if not _agree(q, e)]
+    assert not wrong, f"{where}: {'; '.join(wrong)}"
+
+
+def _table_after(marker: str) -> dict[tuple[str, str], list[str]]:
+    """The markdown table that follows ``marker`` in the README, keyed by its first two cells."""
+    lines = README.split(marker, 1)[1].splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("|"))
+    rows = []
+    for line in lines[start + 2:]:  # below the header and its separator
+        if not line.startswith("|"):
+            break
+        rows.append([c.strip() for c in line.strip().strip("|").split("|")])
+    return {(r[0], r[1]): r[2:] for r in rows}
+
+
+# --------------------------------------------------------------------------- Truly Sparse table
+def _claim(dataset: str, claim: str, column: str = "ours") -> Value:
+    return cell("10_set_allrelu_claims", column, dataset=dataset, claim=claim)
+
+
+def _table2(activation: str, column: str) -> Value:
+    return cell("10_set_allrelu_table2", column, dataset="fashion-mnist", model="SET-MLP",
+                activation=activation, IP="no")
+
+
+def _slope_gains() -> list[Value]:
+    slopes = _csv("11_allrelu_slope_table5")
+    gains = sorted(float(v) for v in slopes.loc[slopes.alpha != "", "Δ vs ReLU"])
+    return [Value(gains[0]), Value(gains[-1])]
+
+
+def _table6(column: str) -> Value:
+    return cell("12_importance_pruning_table6", column, dataset="Fashion-MNIST", threshold="25th percentile")
+
+
+def _table6_trained(column: str) -> Value:
+    return cell("12_importance_pruning_table6", column, dataset="Fashion-MNIST", threshold="trained")
+
+
+def _flow(dataset: str) -> list[Value]:
+    return [cell("13_gradient_flow_summary", column, dataset=dataset)
+            for column in ("epochs with All-ReLU > ReLU", "epochs")]
+
+
+FM, MAD = "Fashion-MNIST", "Madelon(-like)"
+NO_IP, IP_COST = "All-ReLU − ReLU, no IP (points)", "IP − no IP, All-ReLU (points)"
+ENDS = "params at end with IP, All-ReLU (% of start)"
+
+#: README row (claim, dataset) → (numbers of the "quick" cell, numbers of the "paper" cell).
+TRULY_SPARSE = {
+    ("best test accuracy, SET-MLP All-ReLU / ReLU", FM): (
+        lambda: [_table2("All-ReLU (α=0.6)", "best acc %"), _table2("ReLU", "best acc %")],
+        lambda: [_table2("All-ReLU (α=0.6)", "reported acc %"), _table2("ReLU", "reported acc %")]),
+    ("All-ReLU − ReLU, no pruning", FM): (
+        lambda: [_claim("fashion-mnist", NO_IP)], lambda: [_claim("fashion-mnist", NO_IP, "reported")]),
+    ("All-ReLU − ReLU, no pruning", MAD): (
+        lambda: [_claim("madelon", NO_IP)], lambda: [_claim("madelon", NO_IP, "reported")]),
+    ("parameters at the end with IP, All-ReLU (% of start)", FM): (
+        lambda: [_claim("fashion-mnist", ENDS)], lambda: [_claim("fashion-mnist", ENDS, "reported")]),
+    ("parameters at the end with IP, All-ReLU (% of start)", MAD): (
+        lambda: [_claim("madelon", ENDS)], lambda: [_claim("madelon", ENDS, "reported")]),
+    ("accuracy cost of IP, All-ReLU (best accuracy)", FM): (
+        lambda: [_claim("fashion-mnist", IP_COST)], lambda: [_claim("fashion-mnist", IP_COST, "reported")]),
+    ("accuracy change with IP, All-ReLU", MAD): (
+        lambda: [_claim("madelon", IP_COST)], lambda: [_claim("madelon", IP_COST, "reported")]),
+    ("SET-MLP size (% of the dense MLP)", FM): (
+        lambda: [_claim("fashion-mnist", "SET-MLP params (% of dense)")],
+        lambda: [_claim("fashion-mnist", "SET-MLP params (% of dense)", "reported")]),
+    # "yes, +0.1 … +1.1 pt": the smallest and the largest gain over ReLU ("yes" is checked below).
+    ("every slope α ∈ {0.05, 0.3, 0.6, 0.9} beats ReLU (Table 5)", FM): (
+        _slope_gains, lambda: [Value(TABLE5["best_alpha"])]),
+    ("post-training pruning at the 25th percentile (Table 6)", FM): (
+        lambda: [_table6("Δ acc (points)"), _table6("params % of trained") - 100],
+        lambda: [_table6("reported acc %") - _table6_trained("reported acc %"),
+                 _table6("reported params % of trained") - 100]),
+    ("gradient flow All-ReLU > ReLU (Figure 5)", "Fashion-MNIST / Madelon"): (
+        lambda: _flow("Fashion-MNIST") + _flow("Madelon"), lambda: []),
+}
+
+TRULY_SPARSE_README = _table_after("Reproduced vs reported (profile `quick`, seed 0;")
+
+
+def test_every_truly_sparse_row_is_mapped():
+    assert set(TRULY_SPARSE_README) == set(TRULY_SPARSE)
+
+
+@pytest.mark.parametrize("row", TRULY_SPARSE, ids=[f"{c} [{d}]" for c, d in TRULY_SPARSE])
+def test_truly_sparse_row_agrees_with_the_csvs(row):
+    quick, paper = TRULY_SPARSE_README[row]
+    ours, reported = TRULY_SPARSE[row]
+    _check(f"{row[0]} ({row[1]}), quick", quick, ours())
+    _check(f"{row[0]} ({row[1]}), paper", paper, reported())
+
+
+def test_the_slopes_the_readme_names_are_the_ones_that_ran_and_all_beat_relu():
+    row = ("every slope α ∈ {0.05, 0.3, 0.6, 0.9} beats ReLU (Table 5)", FM)
+    quick, paper = TRULY_SPARSE_README[row]
+    slopes = _csv("11_allrelu_slope_table5")
+    ran = sorted(float(a) for a in slopes.alpha if a)
+    assert [float(a) for a in NUMBER.findall(row[0].split("{")[1].split("}")[0])] == ran
+    assert quick.startswith("yes") == all(v.value > 0 for v in _slope_gains())
+    assert paper.startswith("yes") == (min(TABLE5["sweep"]) > TABLE5["relu"])
+
+
+# --------------------------------------------------------------------------- cost model table
+def _cost(arch: str, sparsity: str, metric: str, column: str) -> Value:
+    return cell("20_cost_model_vs_reported", column, arch=arch, method="swat-u", **{"sparsity %": sparsity},
+                metric=metric)
+
+
+def _flops(arch: str, sparsity: str) -> tuple:
+    return (lambda: [_cost(arch, sparsity, "training_flop_reduction", "model")],
+            lambda: [_cost(arch, sparsity, "training_flop_reduction", "reported")])
+
+
+#: README row (network and method, quantity) → (numbers of the "model" cell, of "SWAT reports").
+COST_MODEL = {
+    ("VGG-16, SWAT-U 90 %", "training-FLOP reduction"): _flops("vgg16", "90"),
+    ("WRN-16-8, SWAT-U 90 %", "training-FLOP reduction"): _flops("wrn16_8", "90"),
+    ("DenseNet-121, SWAT-U 90 %", "training-FLOP reduction"): _flops("densenet121", "90"),
+    ("ResNet-50, SWAT-U 80 %", "training-FLOP reduction"): _flops("resnet50", "80"),
+    ("ResNet-50, SWAT-U 80 %", "training speed-up"): (
+        lambda: [_cost("resnet50", "80", "training_speedup", "model")],
+        lambda: [_cost("resnet50", "80", "training_speedup", "reported")]),
+    # Not in any figure table: notebook 20 shows its memory ranges without saving them.
+    ("all six, SWAT-U 50–90 %", "activation memory reduction"): None,
+    ("all six, SWAT-U 50–90 %", "weight memory reduction"): None,
+}
+
+COST_MODEL_README = _table_after("Reproduced vs reported (profile `quick`, `figures/20_cost_model_vs_reported.csv`)")
+
+
+def test_every_cost_model_row_is_mapped():
+    assert set(COST_MODEL_README) == set(COST_MODEL)
+
+
+@pytest.mark.parametrize("row", [r for r, m in COST_MODEL.items() if m], ids=lambda r: f"{r[0]} [{r[1]}]")
+def test_cost_model_row_agrees_with_the_csv(row):
+    model, reported = COST_MODEL_README[row]
+    ours, theirs = COST_MODEL[row]
+    _check(f"{row[0]} ({row[1]}), model", model, ours())
+    _check(f"{row[0]} ({row[1]}), reported", reported, theirs())
+
+
+# --------------------------------------------------------------------------- numbers in sentences
+def _sensitivity(variant: str, *sparsities: str) -> list[Value]:
+    return [cell("30_swat_sensitivity", s, variant=variant) for s in sparsities]
+
+
+def _swat_runs(label: str, column: str, *sparsities: str) -> list[Value]:
+    return [cell("31_swat_accuracy_vs_flops", column, label=label, sparsity=s) for s in sparsities]
+
+
+def _memory(batchnorm: str, source: str, column: str) -> list[Value]:
+    """A reduction at 50 and 90 % sparsity, as the README writes it: a negative change."""
+    return [-cell("32_swat_memory", column, batchnorm=batchnorm, sparsity=s, source=source) for s in ("50.0", "90.0")]
+
+
+def _madelon_set_mlps() -> list[Value]:
+    return [cell("10_set_allrelu_table2", "best acc %", dataset="madelon", model="SET-MLP", activation=a, IP=ip)
+            for a in ("ReLU", "All-ReLU (α=0.5)") for ip in ("no", "yes")]
+
+
+#: A README sentence (regular expression over the whitespace-normalised README; its groups hold the
+#: quoted numbers) → the CSV values, one per group; a list checks every value against that group.
+SENTENCES = {
+    r"runs moved All-ReLU − ReLU from \+1\.3 to (\S+) points on Fashion-MNIST and from \+0\.8 to (\S+) on": lambda: [
+        _claim("fashion-mnist", NO_IP), _claim("madelon", NO_IP)],
+    r"every SET-MLP reaches about (\d+) % against the paper's": lambda: [_madelon_set_mlps()],
+    r"stay closest to dense \((\S+) / (\S+) / (\S+) % at 50 / 70 / 90 % sparsity, dense (\S+) %\)": lambda: [
+        *_sensitivity("backward: sparse weights + activations", "50", "70", "90"),
+        *_sensitivity("backward: sparse weights + activations", "0")],
+    r"collapse to chance at 90 % \((\S+) %\)": lambda: _sensitivity("backward: sparse output gradient", "90"),
+    r"degrade as sparsity grows \((\S+) % at 90 %\)": lambda: _sensitivity("forward: sparse activations", "90"),
+    r"trains \((\S+) % at 90 %, (\S+) % at 80 %\)": lambda: [
+        *_sensitivity("SWAT (fwd W, bwd W+A)", "90"), *_swat_runs("SWAT-U", "test acc %", "80.0")],
+    r"SWAT-ERK protects it \((\S+) %\)": lambda: _swat_runs("SWAT-ERK", "test acc %", "90.0"),
+    r"SWAT-U uses (\S+) / (\S+) / (\S+) / (\S+) % of dense training FLOPs at density 0\.5 / 0\.3 / 0\.2 / 0\.1":
+        lambda: _swat_runs("SWAT-U", "% of dense FLOPs", "50.0", "70.0", "80.0", "90.0"),
+    r"weights (\S+) … (\S+) % \(reported": lambda: _memory("True", "measured", "weight_reduction"),
+    r"activations (\S+) … (\S+) % with BatchNorm \(reported": lambda: _memory("True", "measured",
+                                                                              "activation_reduction"),
+    r"and (\S+) … (\S+) % without it": lambda: _memory("False", "measured", "activation_reduction"),
+    r"The cost model predicts (\S+) … (\S+) % with BatchNorm": lambda: _memory("True", "model (bitmap)",
+                                                                               "activation_reduction"),
+}
+
+
+@pytest.mark.parametrize("pattern", SENTENCES)
+def test_readme_sentence_agrees_with_the_csvs(pattern):
+    found = re.findall(pattern, " ".join(README.split()))
+    assert len(found) == 1, f"the README no longer has one sentence matching {pattern!r}: update the mapping"
+    quoted = found[0] if isinstance(found[0], tuple) else (found[0],)
+    expected = SENTENCES[pattern]()
+    assert len(quoted) == len(expected)
+    for text, values in zip(quoted, expected):
+        for value in values if isinstance(values, list) else [values]:
+            assert _agree(text, value), f"{pattern!r}: README {text} vs CSV {value.value:g}"
