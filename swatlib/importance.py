@@ -45,6 +45,8 @@ from swatlib.sparse import MaskedLinear, SparseLinear
 
 __all__ = [
     "MODES",
+    "check_mode",
+    "check_percentile",
     "hidden_sizes",
     "linear_layers",
     "neuron_importance",
@@ -59,13 +61,15 @@ MODES = ("remove", "zero_incoming")
 _LINEAR_TYPES = (nn.Linear, SparseLinear, MaskedLinear)
 
 
-def _check_percentile(percentile: float) -> float:
+def check_percentile(percentile: float) -> float:
+    """Return ``percentile`` as a float if it lies in [0, 100), else raise a ValueError naming it."""
     if isinstance(percentile, bool) or not isinstance(percentile, Real) or not 0.0 <= percentile < 100.0:
         raise ValueError(f"percentile must be a number in [0, 100), got {percentile!r}")
     return float(percentile)
 
 
-def _check_mode(mode: str) -> str:
+def check_mode(mode: str) -> str:
+    """Return ``mode`` if it is one of :data:`MODES`, else raise a ValueError listing them."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     return mode
@@ -99,7 +103,7 @@ def neurons_to_prune(importance: torch.Tensor, percentile: float) -> torch.Tenso
     ValueError
         If ``percentile`` ∉ [0, 100) or ``importance`` is empty.
     """
-    percentile = _check_percentile(percentile)
+    percentile = check_percentile(percentile)
     if importance.numel() == 0:
         raise ValueError("importance must not be empty")
     values = importance.detach().cpu().to(torch.float64).reshape(-1)
@@ -192,8 +196,8 @@ def prune_and_map(
         of every remaining connection in the new order (a layer shrunk on both sides gets the two
         maps composed).
     """
-    _check_percentile(percentile)
-    _check_mode(mode)
+    check_percentile(percentile)
+    check_mode(mode)
     linears, activations = _structure(model)
     if len(linears) < 2:
         raise ValueError("model must have at least one hidden layer (two linear layers) to prune")

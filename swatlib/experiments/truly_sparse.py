@@ -38,6 +38,7 @@ import torch
 
 from swatlib.experiments import runs
 from swatlib.experiments.runs import ABSENT
+from swatlib.experiments.truly_sparse_profiles import PROFILE_OVERRIDES
 from swatlib.experiments.truly_sparse_reported import COMMON_SETTINGS, DATASET_NAMES, PAPER_SETTINGS
 from swatlib.importance import prune_neurons
 from swatlib.models import MLP, SparseMLP
@@ -102,8 +103,6 @@ def settings(dataset: str, overrides: str | dict[str, dict[str, Any]] | None = N
     ValueError
         For an unknown dataset, overrides name or setting (the message lists the valid ones).
     """
-    from swatlib.experiments.truly_sparse_profiles import PROFILE_OVERRIDES
-
     if dataset not in PAPER_SETTINGS:
         raise ValueError(f"unknown dataset {dataset!r}; valid datasets: {', '.join(PAPER_SETTINGS)}")
     if isinstance(overrides, str):

@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from swatlib.importance import MODES, hidden_sizes, linear_layers, prune_and_map
+from swatlib.importance import check_mode, check_percentile, hidden_sizes, linear_layers, prune_and_map
 from swatlib.topology.base import ConnectionMap, TopologyAlgorithm
 
 __all__ = ["SCHEDULES", "TIMINGS", "ImportancePruning", "pruning_epochs"]
@@ -98,17 +98,13 @@ class ImportancePruning(TopologyAlgorithm):
             raise ValueError(f"start_epoch must be an integer >= 0, got {start_epoch!r}")
         if isinstance(every, bool) or not isinstance(every, Integral) or every < 1:
             raise ValueError(f"every must be an integer >= 1, got {every!r}")
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         if timing not in TIMINGS:
             raise ValueError(f"timing must be one of {TIMINGS}, got {timing!r}")
-        if not isinstance(percentile, (int, float)) or isinstance(percentile, bool) or not 0.0 <= percentile < 100.0:
-            raise ValueError(f"percentile must be a number in [0, 100), got {percentile!r}")
         super().__init__(linear_layers(model), optimizer=optimizer)
         self.model = model
         self.removed: list[int] = []
-        self.start_epoch, self.every, self.percentile = int(start_epoch), int(every), float(percentile)
-        self.mode, self.timing, self.epochs = mode, timing, epochs
+        self.start_epoch, self.every, self.percentile = int(start_epoch), int(every), check_percentile(percentile)
+        self.mode, self.timing, self.epochs = check_mode(mode), timing, epochs
 
     @classmethod
     def from_schedule(cls, model: nn.Module, schedule: str, *, start_epoch: int = 200,
