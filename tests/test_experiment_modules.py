@@ -7,7 +7,7 @@ import inspect
 import pytest
 
 MODULES = ["cost_model", "runs", "swat", "swat_methods", "swat_settings", "swat_tables", "tour",
-           "truly_sparse", "truly_sparse_reported", "truly_sparse_tables"]
+           "truly_sparse", "truly_sparse_profiles", "truly_sparse_reported", "truly_sparse_tables"]
 
 
 def _defined_at_top_level(module) -> set[str]:

@@ -174,8 +174,18 @@ def test_accuracy_vs_flops_is_relative_to_dense_in_the_same_accounting():
     assert curve.loc["swat-u", "flops_pct"] == pytest.approx(25)  # measured / measured dense
     assert curve.loc["set", "flops_pct"] == pytest.approx(30)  # nominal / nominal dense
     assert curve.loc["swat-u", "test_acc"] == pytest.approx(80)
+    assert math.isnan(curve.loc["swat-u", "test_acc_std"])  # one seed: no spread, not zero
     shown = tables.flops_table(tables.accuracy_vs_flops(results))
     assert shown.loc[("SET (masked)", 80.0), "basis"] == "nominal"
+    # a second seed: FLOPs relative to that seed's own dense run, then mean and sample std
+    results += [_fake("dense", seed=1, acc=0.9, measured=10.0, nominal=10.0, nominal_dense=10.0),
+                _fake("swat-u", 0.2, seed=1, acc=0.7, measured=3.5, nominal=2.5, nominal_dense=10.0)]
+    curve = tables.accuracy_vs_flops(results).set_index("method")
+    assert curve.loc["swat-u", "flops_pct"] == pytest.approx(30)  # (25 + 35) / 2
+    assert curve.loc["swat-u", "flops_pct_std"] == pytest.approx(math.sqrt(50))
+    assert curve.loc["swat-u", "test_acc_std"] == pytest.approx(math.sqrt(50))
+    shown = tables.flops_table(tables.accuracy_vs_flops(results))
+    assert {"± std", "% of dense FLOPs ± std"} <= set(shown.columns)
 
 
 def test_sensitivity_and_period_tables():
@@ -184,15 +194,27 @@ def test_sensitivity_and_period_tables():
         results += [_fake("swat-u", 0.1, mode=mode, acc=acc), _fake("swat-u", 0.5, mode=mode, acc=acc + 0.02)]
     results += [_fake("swat-u", 0.1, period=10, acc=0.6, measured=2e6),
                 _fake("swat-u", 0.1, period=10, seed=1, acc=0.7, measured=3e6)]
+    results += [_fake("swat-u", 0.1, mode="fwd-activations", seed=1, acc=0.2)]
     table = tables.sensitivity_table(results)
-    assert list(table.columns) == ["0", "50", "90"]
-    assert table.loc[swat.MODE_LABELS["fwd-activations"], "90"] == pytest.approx(40)
+    assert list(table.columns) == ["0", "0 ± std", "50", "50 ± std", "90", "90 ± std", "seeds"]
+    assert table.loc[swat.MODE_LABELS["fwd-activations"], "90"] == pytest.approx(30)  # mean of 40 and 20
+    assert table.loc[swat.MODE_LABELS["fwd-activations"], "90 ± std"] == pytest.approx(14.14, abs=0.01)  # ddof=1
+    assert math.isnan(table.loc[swat.MODE_LABELS["fwd-weights"], "90 ± std"])  # one seed
     assert table.loc[swat.MODE_LABELS["fwd-weights"], "0"] == pytest.approx(85)  # dense, mean of seeds
+    assert table.loc[swat.MODE_LABELS["fwd-weights"], "0 ± std"] == pytest.approx(7.07, abs=0.01)
+    assert table.loc[swat.MODE_LABELS["fwd-weights"], "seeds"] == 1
     assert swat.MODE_LABELS["bwd-output-grad"] not in table.index
+    long = tables.sensitivity(results)
+    assert long.variant.iloc[0] == "dense" and long.diverged.iloc[0] == 1
+    cell = long[(long["mode"] == "fwd-activations") & (long.sparsity == 90)].iloc[0]
+    assert cell["seeds"] == 2 and cell["test acc %"] == pytest.approx(30)
     periods = tables.period_table(results).set_index(["density", "period"])
     assert periods.loc[(0.1, 10), "test acc %"] == pytest.approx(65)
+    assert periods.loc[(0.1, 10), "± std"] == pytest.approx(7.071, abs=1e-3)  # ddof=1
+    assert math.isnan(periods.loc[(0.1, 1), "± std"])
     assert periods.loc[(0.1, 10), "runs"] == 2 and periods.loc[(0.1, 1), "runs"] == 1
     assert periods.loc[(0.1, 10), "MFLOPs measured"] == pytest.approx(2.5)
+    assert periods.loc[(0.1, 10), "MFLOPs ± std"] == pytest.approx(0.707, abs=1e-3)
     assert tables.summary(results).diverged.sum() == 1
 
 

@@ -218,15 +218,36 @@ def test_a_leaky_relu_run_never_gets_relu_or_all_relu_reported_values():
     assert leaky[["reported acc %", "reported params start", "reported minutes"]].isna().all()
     assert table.loc[("fashion-mnist", "SET-MLP", "ReLU", "no"), "reported acc %"] == TABLE2[
         ("fashion-mnist", "set", "relu", False)]["accuracy"]
-    claims = tables.table2_claims(table).loc["fashion-mnist"]
+    claims = tables.table2_claims(runs).loc["fashion-mnist"]
     assert claims.loc["All-ReLU − ReLU, no IP (points)", "ours"] == pytest.approx(4.0)  # 84 − 80, not 84 − 82
     slopes = tables.table5(runs)
     assert math.isnan(slopes.loc["LeakyReLU (α=0.6)", "reported acc %"])
     assert slopes.loc["All-ReLU (α=0.6)", "reported acc %"] == TABLE5["best"]
-    plain = table.copy()
-    plain.attrs.clear()
-    with pytest.raises(ValueError, match="takes the table that table2"):
-        tables.table2_claims(plain)
+    with pytest.raises(TypeError, match="takes the runs"):
+        tables.table2_claims(table)
+
+
+def test_claims_are_paired_by_seed_then_mean_and_sample_std():
+    runs = [_outcome(_fm(activation="relu", seed=0), [0.5, 0.78]),
+            _outcome(_fm(activation="relu", seed=1), [0.5, 0.85]),
+            _outcome(_fm(activation="relu", seed=2), [0.5, 0.70]),  # no All-ReLU run of seed 2: not paired
+            _outcome(_fm(seed=0), [0.5, 0.80]),
+            _outcome(_fm(seed=1), [0.5, 0.86]),
+            _outcome(_fm(importance_pruning=True, seed=0), [0.5, 0.79], params_end=250),
+            _outcome(_fm(importance_pruning=True, seed=1), [0.5, 0.84], params_end=200)]
+    claims = tables.table2_claims(runs).loc["fashion-mnist"]
+    row = claims.loc["All-ReLU − ReLU, no IP (points)"]
+    assert row["ours"] == pytest.approx(1.5) and row["seeds"] == 2  # (2 + 1) / 2, seed 2 left out
+    assert row["± std"] == pytest.approx(math.sqrt(0.5))  # ddof=1
+    assert row["reported"] == pytest.approx(91.38 - 90.48)
+    ip = claims.loc["IP − no IP, All-ReLU (points)"]
+    assert ip["ours"] == pytest.approx(-1.5) and ip["± std"] == pytest.approx(math.sqrt(0.5))
+    ends = claims.loc["params at end with IP, All-ReLU (% of start)"]
+    assert ends["ours"] == pytest.approx(22.5) and ends["± std"] == pytest.approx(math.sqrt(12.5))
+    missing = claims.loc["SET All-ReLU − dense ReLU (points)"]  # no dense run
+    assert math.isnan(missing["ours"]) and missing["seeds"] == 0
+    one = tables.table2_claims(runs[:1] + runs[3:4]).loc[("fashion-mnist", "All-ReLU − ReLU, no IP (points)")]
+    assert one["ours"] == pytest.approx(2.0) and math.isnan(one["± std"]) and one["seeds"] == 1
 
 
 def test_table5_orders_slopes_and_marks_only_certain_reported_values():
@@ -240,6 +261,18 @@ def test_table5_orders_slopes_and_marks_only_certain_reported_values():
     assert table["reported acc %"].iloc[0] == TABLE5["relu"]
     assert table.loc["All-ReLU (α=0.6)", "reported acc %"] == TABLE5["best"]
     assert math.isnan(table.loc["All-ReLU (α=0.9)", "reported acc %"])
+    assert table["Δ ± std"].isna().all()  # one seed
+
+
+def test_table5_delta_is_paired_by_seed():
+    runs = [_outcome(_fm(activation="relu", seed=0), [0.80]), _outcome(_fm(activation="relu", seed=1), [0.90]),
+            _outcome(_fm(alpha=0.3, seed=0), [0.82]), _outcome(_fm(alpha=0.3, seed=1), [0.91])]
+    table = tables.table5(runs)
+    row = table.loc["All-ReLU (α=0.3)"]
+    assert row["Δ vs ReLU"] == pytest.approx(1.5) and row["Δ ± std"] == pytest.approx(math.sqrt(0.5))
+    # unpaired, the spread of the accuracies themselves is much larger
+    assert row["± std"] == pytest.approx(math.sqrt(40.5))
+    assert table.loc["ReLU", "Δ vs ReLU"] == 0.0 and math.isnan(table.loc["ReLU", "Δ ± std"])
 
 
 def test_table6_arithmetic_and_reported_columns():
@@ -255,6 +288,23 @@ def test_table6_arithmetic_and_reported_columns():
     assert table.loc["25th percentile", "reported acc %"] == 85.97
     assert table.loc["5th percentile", "reported params % of trained"] == pytest.approx(100 * 120894 / 125901)
     assert table.loc["trained", "hidden neurons"] == "10-10"
+    assert table["± std"].isna().all() and (table.seeds == 1).all()
+
+
+def test_table6_per_seed_then_mean_and_std():
+    def records(acc, acc25, params25, hidden25):
+        return [{"percentile": None, "test_acc": acc, "params": 1000, "hidden_neurons": [10, 10]},
+                {"percentile": 25, "test_acc": acc25, "params": params25, "hidden_neurons": hidden25}]
+
+    table = tables.table6({0: records(0.80, 0.78, 750, [7, 8]), 1: records(0.90, 0.87, 700, [8, 8])},
+                          "fashion-mnist")
+    row = table.loc["25th percentile"]
+    assert row["seeds"] == 2 and row["test acc %"] == pytest.approx(82.5)
+    assert row["Δ acc (points)"] == pytest.approx(-2.5) and row["Δ ± std"] == pytest.approx(math.sqrt(0.5))
+    assert row["params % of trained"] == pytest.approx(72.5)
+    assert row["params % ± std"] == pytest.approx(math.sqrt(12.5))
+    assert row["hidden neurons"] == "8-8"  # mean per layer, rounded (7.5 rounds to even)
+    assert table.loc["trained", "Δ acc (points)"] == 0.0
 
 
 def test_relative_size_and_error():
@@ -277,6 +327,17 @@ def test_relative_size_and_error():
     assert tables.relative_size_error(runs)["relative train error"].isna().all()
 
 
+def test_relative_size_error_pairs_each_seed_with_its_dense_run():
+    runs = [_outcome(_spec(model="dense", activation="relu", seed=s), [0.9], params_end=2000, final=f, final_train=0.95)
+            for s, f in ((0, 0.90), (1, 0.80))]
+    runs += [_outcome(_fm(seed=0), [0.88], params_end=100, final=0.88), _outcome(_fm(seed=1), [0.76], params_end=100,
+                                                                                 final=0.76)]
+    row = tables.relative_size_error(runs).iloc[0]
+    assert row["seeds"] == 2
+    assert row["relative test error"] == pytest.approx((12 / 10 + 24 / 20) / 2)  # 1.2 in both seeds
+    assert row["relative test error ± std"] == pytest.approx(0.0)
+
+
 def test_reported_relative_size_error_from_table2():
     df = tables.reported_relative_size_error(["fashion-mnist", "leukemia"])
     assert set(df.dataset) == {"fashion-mnist"}  # Leukemia has no dense accuracy
@@ -290,6 +351,33 @@ def test_curves_long_format():
     df = tables.curves(runs)
     assert len(df) == 2 and df.test_acc.tolist() == [50.0, 60.0] and df.gradient_flow.tolist() == [2.0, 4.0]
     assert df.label.iloc[0] == "SET-MLP All-ReLU (α=0.6)" and df.hidden_neurons.iloc[0] == 8
+
+
+def test_curve_band_is_mean_and_sample_std_over_seeds():
+    runs = [_outcome(_fm(seed=s), accs) for s, accs in ((0, [0.5, 0.6]), (1, [0.7, 0.8]))]
+    band = tables.curve_band(tables.curves(runs), ["label"], "test_acc")
+    assert band["mean"].tolist() == pytest.approx([60.0, 70.0])
+    assert band["std"].tolist() == pytest.approx([math.sqrt(200)] * 2) and band.seeds.tolist() == [2, 2]
+
+
+def test_gradient_flow_ratio_is_per_seed_and_the_count_holds_in_every_seed():
+    # seed 0: All-ReLU flows 2x ReLU in both epochs; seed 1: 2x, then 0.5x
+    runs = [_outcome(_fm(activation="relu", seed=0), [0.5, 0.6], flow=1.0),
+            _outcome(_fm(seed=0), [0.5, 0.6], flow=2.0),
+            _outcome(_fm(activation="relu", seed=1), [0.5, 0.6], flow=1.0),
+            _outcome(_fm(seed=1), [0.5, 0.6], flow=2.0),
+            _outcome(_fm(importance_pruning=True, seed=0), [0.5, 0.6], flow=9.0)]  # pruned runs are not Figure 5's
+    runs[3].result["history"][1]["gradient_flow"] = 1.0  # relu's epoch 2 is 2.0: ratio 0.5
+    ratio = tables.gradient_flow_ratio(tables.curves(runs))
+    assert len(ratio) == 4 and ratio.ratio.tolist() == pytest.approx([2.0, 2.0, 2.0, 0.5])
+    summary = tables.gradient_flow_summary(ratio).loc["Fashion-MNIST"]
+    assert summary["seeds"] == 2 and summary["epochs"] == 2
+    assert summary["epochs with All-ReLU > ReLU in every seed"] == 1
+    assert summary["epochs with All-ReLU > ReLU, mean over seeds"] == pytest.approx(1.5)
+    assert summary["epochs with All-ReLU > ReLU, mean over seeds ± std"] == pytest.approx(math.sqrt(0.5))
+    assert summary["median ratio All-ReLU / ReLU"] == pytest.approx((2.0 + 1.25) / 2)
+    assert summary["ratio, last epoch"] == pytest.approx(1.25)
+    assert tables.gradient_flow_summary(tables.gradient_flow_ratio(tables.curves(runs[:1]))).empty
 
 
 # --------------------------------------------------------------------------- reported data

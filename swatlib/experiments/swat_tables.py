@@ -5,8 +5,9 @@
   (SPEC §5) — ResNet-50 / ImageNet SWAT-U 80 % 75.2 % top-1 with 80 % fewer training FLOPs
   (dense 76.8 %), and the CIFAR-10 SWAT-U 90 % points.
 * Table builders turn :class:`~swatlib.experiments.swat.RunResult` lists into the notebooks'
-  tables: :func:`summary`, :func:`sensitivity_table`, :func:`period_table`,
-  :func:`accuracy_vs_flops`.
+  tables: :func:`summary`, :func:`sensitivity`, :func:`sensitivity_table`, :func:`period_table`,
+  :func:`accuracy_vs_flops`. Accuracies and FLOPs are means over seeds; every ``± std`` is the
+  sample standard deviation over seeds (``ddof=1``), NaN where one seed ran.
 * Memory (notebook 32): :func:`memory_comparison` measures the bytes a training step of the
   :class:`~swatlib.models.SmallCNN` saves for backward (saved-tensor hooks,
   :class:`~swatlib.swat.SavedTensorMeter`) next to the cost model's prediction for the same
@@ -34,7 +35,7 @@ from .swat import METHOD_LABELS, MODE_LABELS, RunResult
 from .swat_settings import BATCH_SIZE
 
 __all__ = [
-    "REPORTED_ACCURACY", "reported_accuracy", "summary", "sensitivity_table", "period_table",
+    "REPORTED_ACCURACY", "reported_accuracy", "summary", "sensitivity", "sensitivity_table", "period_table",
     "accuracy_vs_flops", "flops_table", "measurement_batch", "measure_saved", "predicted_saved",
     "memory_comparison", "saved_by_layer", "layer_breakdown", "reported_memory_ranges",
 ]
@@ -111,46 +112,82 @@ def summary(results: Iterable[RunResult]) -> pd.DataFrame:
 
 
 def _mean_std(table: pd.DataFrame, by: list[str], value: str) -> pd.DataFrame:
+    """Mean, sample std (``ddof=1``; NaN for one run) and number of runs of ``value`` per group."""
     grouped = table.groupby(by, sort=False)[value]
-    return pd.DataFrame({"mean": grouped.mean(), "std": grouped.std(ddof=0),
+    return pd.DataFrame({"mean": grouped.mean(), "std": grouped.std(ddof=1),
                          "runs": grouped.size()}).reset_index()
+
+
+def sensitivity(results: Iterable[RunResult]) -> pd.DataFrame:
+    """Paper Fig. 2, long format: one row per variant × sparsity, over seeds.
+
+    Rows are the dense runs (variant ``"dense"``, sparsity 0), then SWAT itself and the four
+    sensitivity modes present, by sparsity. Columns ``variant`` (:data:`MODE_LABELS`), ``mode``
+    (``""`` for dense), ``sparsity`` (%), ``test acc %`` (mean over seeds of the final test
+    accuracy), ``± std`` (ddof=1; NaN for one seed), ``seeds`` and ``diverged`` (runs whose
+    training loss became NaN).
+    """
+    table = summary(results)
+    table = table[(table.method == "dense") | ((table.method == "swat-u") & (table.period <= 1))].copy()
+    table["variant"] = ["dense" if m == "dense" else MODE_LABELS[mode] for m, mode in zip(table.method, table["mode"])]
+    table["mode"] = [("" if m == "dense" else mode) for m, mode in zip(table.method, table["mode"])]
+    table["test acc %"] = 100 * table.test_acc
+    order = {"dense": -1, **{label: i for i, label in enumerate(MODE_LABELS.values())}}
+    rows = []
+    for (variant, mode, sparsity), group in table.groupby(["variant", "mode", "sparsity"], sort=False):
+        rows.append({"variant": variant, "mode": mode, "sparsity": float(sparsity),
+                     "test acc %": group["test acc %"].mean(),
+                     "± std": group["test acc %"].std(ddof=1) if len(group) > 1 else math.nan,
+                     "seeds": len(group), "diverged": int(group.diverged.sum())})
+    columns = ["variant", "mode", "sparsity", "test acc %", "± std", "seeds", "diverged"]
+    if not rows:
+        return pd.DataFrame(columns=columns)
+    out = pd.DataFrame(rows)[columns]
+    out["_order"] = out.variant.map(order)
+    return out.sort_values(["_order", "sparsity"], kind="stable").drop(columns="_order").reset_index(drop=True)
 
 
 def sensitivity_table(results: Iterable[RunResult]) -> pd.DataFrame:
     """Paper Fig. 2 as a table: test accuracy (%, mean over seeds) by variant × sparsity (%).
 
-    Rows are the sensitivity modes present (and ``swat`` itself if present); the dense runs
-    fill the column at sparsity 0.
+    Rows are SWAT itself and the sensitivity modes present; the dense runs fill the column at
+    sparsity 0. Each sparsity column ``"50"`` is followed by ``"50 ± std"``, the sample standard
+    deviation over seeds (``ddof=1``; NaN for one seed); ``seeds`` is the smallest number of
+    seeds behind a cell of the row.
     """
-    table = summary(results)
-    table = table[(table.method == "dense") | ((table.method == "swat-u") & (table.period <= 1))]
+    long = sensitivity(results)
+    dense = long[long.variant == "dense"]
     rows = []
-    dense = table[table.method == "dense"]
-    for mode in MODE_LABELS:  # SWAT itself first, then the four variants
-        sub = table[(table.method == "swat-u") & (table["mode"] == mode)]
-        if sub.empty:
-            continue
-        acc = sub.groupby("sparsity").test_acc.mean()
-        row = {"variant": MODE_LABELS[mode], 0.0: 100 * dense.test_acc.mean()}
-        row.update({float(k): 100 * v for k, v in acc.items()})
+    for variant, sub in long[long.variant != "dense"].groupby("variant", sort=False):
+        row: dict[str, Any] = {"variant": variant}
+        cells = pd.concat([dense, sub])
+        for _, cell in cells.iterrows():
+            row[f"{cell.sparsity:g}"] = cell["test acc %"]
+            row[f"{cell.sparsity:g} ± std"] = cell["± std"]
+        row["seeds"] = int(cells.seeds.min())
         rows.append(row)
+    if not rows:
+        return pd.DataFrame()
     out = pd.DataFrame(rows).set_index("variant")
-    out.columns = [f"{c:g}" for c in out.columns]
-    out = out[sorted(out.columns, key=float)]
+    sparsities = sorted({float(c) for c in out.columns if c != "seeds" and not c.endswith("± std")})
+    columns = [c for x in sparsities for c in (f"{x:g}", f"{x:g} ± std")] + ["seeds"]
+    out = out[columns]
     out.columns.name = "sparsity %"
     return out.round(2)
 
 
 def period_table(results: Iterable[RunResult]) -> pd.DataFrame:
-    """SWAT-U by Top-K recompute period: test accuracy (%, mean and std over seeds) and the
-    measured training MFLOPs per example (a reused threshold may keep more or fewer than k)."""
+    """SWAT-U by Top-K recompute period: test accuracy (%, mean and ``± std`` over seeds, ddof=1)
+    and the measured training MFLOPs per example (a reused threshold may keep more or fewer than
+    k), with its ``MFLOPs ± std``."""
     table = summary(results)
     table = table[(table.method == "swat-u") & (table["mode"] == "swat")]
     out = _mean_std(table, ["density", "period"], "test_acc")
     out["mean"], out["std"] = 100 * out["mean"], 100 * out["std"]
-    flops = table.groupby(["density", "period"], sort=False).flops_measured.mean() / 1e6
-    out["MFLOPs measured"] = [flops[(d, p)] for d, p in zip(out.density, out.period)]
-    return out.rename(columns={"mean": "test acc %", "std": "std"}).sort_values(
+    flops = _mean_std(table, ["density", "period"], "flops_measured").set_index(["density", "period"]) / 1e6
+    out["MFLOPs measured"] = [flops.loc[(d, p), "mean"] for d, p in zip(out.density, out.period)]
+    out["MFLOPs ± std"] = [flops.loc[(d, p), "std"] for d, p in zip(out.density, out.period)]
+    return out.rename(columns={"mean": "test acc %", "std": "± std"}).sort_values(
         ["density", "period"]).round(3).reset_index(drop=True)
 
 
@@ -159,7 +196,9 @@ def accuracy_vs_flops(results: Iterable[RunResult]) -> pd.DataFrame:
 
     ``flops_pct`` is the method's training FLOPs as a percentage of dense training *in the same
     accounting*: measured methods over the dense run's measured FLOPs (same seed), nominal
-    methods (masked SET / RigL) over the cost model's dense FLOPs. Means over seeds.
+    methods (masked SET / RigL) over the cost model's dense FLOPs. Means over seeds;
+    ``test_acc_std`` and ``flops_pct_std`` are sample standard deviations over seeds (``ddof=1``;
+    NaN for one seed).
     """
     table = summary(results)
     table = table[(table["mode"].isin(["", "swat"])) & (table.period <= 1)].copy()
@@ -173,22 +212,24 @@ def accuracy_vs_flops(results: Iterable[RunResult]) -> pd.DataFrame:
     grouped = table.groupby(["method", "density"], sort=False)
     out = grouped.agg(label=("label", "first"), sparsity=("sparsity", "first"),
                       test_acc=("test_acc_pct", "mean"), test_acc_std=("test_acc_pct", "std"),
-                      flops_pct=("flops_pct", "mean"), flops=("flops", "mean"),
+                      flops_pct=("flops_pct", "mean"), flops_pct_std=("flops_pct", "std"),
+                      flops=("flops", "mean"),
                       flops_measured=("flops_measured", "mean"),
                       flops_nominal=("flops_nominal", "mean"), basis=("flops_basis", "first"),
                       seeds=("seed", "size"), diverged=("diverged", "sum")).reset_index()
-    out["test_acc_std"] = out["test_acc_std"].fillna(0.0)
     return out
 
 
 def flops_table(curve: pd.DataFrame) -> pd.DataFrame:
-    """The accuracy-vs-FLOPs table for display: MFLOPs per example and percentages, rounded."""
+    """The accuracy-vs-FLOPs table for display: MFLOPs per example and percentages, rounded
+    (means over seeds; ``± std`` and ``% of dense FLOPs ± std`` over seeds, ddof=1)."""
     out = curve.copy()
     for col in ("flops", "flops_measured", "flops_nominal"):
         out[col] = out[col] / 1e6
     out = out.rename(columns={"flops": "MFLOPs used", "flops_measured": "MFLOPs measured",
                               "flops_nominal": "MFLOPs nominal", "flops_pct": "% of dense FLOPs",
-                              "test_acc": "test acc %", "test_acc_std": "std"})
+                              "flops_pct_std": "% of dense FLOPs ± std",
+                              "test_acc": "test acc %", "test_acc_std": "± std"})
     return out.set_index(["label", "sparsity"]).drop(columns=["method", "density"]).round(2)
 
 
