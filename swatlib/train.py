@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from swatlib.topology import WHEN
+
 
 def use_threads(threads: int) -> int:
     """Set torch's intra-op thread count; returns the count in force.
@@ -105,8 +107,6 @@ def gradient_flow(model: nn.Module) -> float:
 
 
 def _check_topology(topology: Sequence[Any]) -> list[Any]:
-    from swatlib.topology import WHEN
-
     for algorithm in topology:
         if getattr(algorithm, "when", None) not in WHEN or not callable(getattr(algorithm, "step", None)):
             raise ValueError(f"topology entries must be topology algorithms (step() and when in {WHEN}), "

@@ -14,9 +14,8 @@ from hypothesis import strategies as st
 from torch import nn
 
 from swatlib.models import SparseMLP
-from swatlib.sparse import MaskedLinear, MaskedWeight, SparseLinear
-from swatlib.topology import (SET, ConnectionMap, ImportancePruning, RigL, evolvable_layers, grow_by_score,
-                              pruning_epochs)
+from swatlib.sparse import MaskedWeight, SparseLinear
+from swatlib.topology import SET, ConnectionMap, ImportancePruning, RigL, grow_by_score, pruning_epochs
 
 
 def _gen(seed: int) -> torch.Generator:

@@ -17,7 +17,6 @@ which then also costs O(nnz) memory.
 
 from __future__ import annotations
 
-import math
 import torch
 
 from swatlib.densities import check_density, check_size, epsilon_to_density
