@@ -24,7 +24,7 @@ from swatlib.topology.base import WHEN, ConnectionMap, TopologyAlgorithm, check_
 from swatlib.topology.pruning import SCHEDULES, TIMINGS, ImportancePruning, pruning_epochs
 from swatlib.topology.redistribution import SWATM
 from swatlib.topology.rigl import RigL, grow_by_score
-from swatlib.topology.set_evolution import REGROW_INITS, SET, check_schedule, evolvable_layers
+from swatlib.topology.set_evolution import REGROW_INITS, SET, evolvable_layers
 
 __all__ = [
     "REGROW_INITS",
@@ -38,7 +38,6 @@ __all__ = [
     "SWATM",
     "TopologyAlgorithm",
     "check_connection_layers",
-    "check_schedule",
     "evolvable_layers",
     "grow_by_score",
     "pruning_epochs",

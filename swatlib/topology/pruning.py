@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from swatlib.importance import check_mode, check_percentile, hidden_sizes, linear_layers, prune_and_map
+from swatlib.importance import check_mode, check_percentile, linear_layers, prune_and_map
 from swatlib.topology.base import ConnectionMap, TopologyAlgorithm
 
 __all__ = ["SCHEDULES", "TIMINGS", "ImportancePruning", "pruning_epochs"]
@@ -128,8 +128,3 @@ class ImportancePruning(TopologyAlgorithm):
         before = [getattr(layer, "nnz", None) for layer in linear_layers(self.model)]
         self.removed, maps = prune_and_map(self.model, self.percentile, self.optimizer, self.mode)
         return {index: ConnectionMap(source, before[index]) for index, source in maps.items()}
-
-    def hidden_sizes(self) -> list[int]:
-        """Current number of neurons of each hidden layer."""
-        return hidden_sizes(self.model)
-

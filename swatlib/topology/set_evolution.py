@@ -34,7 +34,7 @@ from swatlib.sparse.erdos_renyi import flat_keys, sample_free_positions
 from swatlib.sparse.init import draw_values
 from swatlib.topology.base import ConnectionMap, TopologyAlgorithm, check_connection_layers
 
-__all__ = ["REGROW_INITS", "SET", "check_schedule", "evolvable_layers"]
+__all__ = ["REGROW_INITS", "SET", "evolvable_layers"]
 
 #: Accepted values of ``regrow_init``.
 REGROW_INITS = ("init", "zero")
@@ -57,7 +57,7 @@ def evolvable_layers(model: nn.Module) -> list[SparseLinear | MaskedLinear]:
     return [layer for layer in list(linears)[:-1] if isinstance(layer, _SPARSE_TYPES)]
 
 
-def check_schedule(every: int, until: int | None) -> tuple[int, int | None]:
+def _check_schedule(every: int, until: int | None) -> tuple[int, int | None]:
     """Validate a topology schedule: act every ``every``-th call (≥ 1), not after call ``until`` (≥ 0 or None)."""
     if isinstance(every, bool) or not isinstance(every, Integral) or every < 1:
         raise ValueError(f"every must be an integer >= 1, got {every!r}")
@@ -114,7 +114,7 @@ class SET(TopologyAlgorithm):
         super().__init__(check_connection_layers(layers), optimizer=optimizer, generator=generator)
         self.zeta = float(zeta)
         self.regrow_init = regrow_init
-        self.every, self.until = check_schedule(every, until)
+        self.every, self.until = _check_schedule(every, until)
 
     def due(self, t: int) -> bool:
         """Every ``every``-th call, up to call ``until``."""
