@@ -186,15 +186,16 @@ def prune_and_map(
     percentile: float,
     optimizer: torch.optim.Optimizer | None = None,
     mode: str = "remove",
-) -> tuple[list[int], dict[int, torch.Tensor]]:
-    """:func:`prune_neurons`, also returning each changed sparse layer's old → new connection map.
+) -> tuple[list[torch.Tensor], dict[int, torch.Tensor]]:
+    """:func:`prune_neurons`, also returning which neurons went and each changed sparse layer's old → new map.
 
     Returns
     -------
-    (list of int, dict of int to torch.Tensor)
-        Neurons selected per hidden layer, and by index into the model's linear layers the old index
-        of every remaining connection in the new order (a layer shrunk on both sides gets the two
-        maps composed).
+    (list of torch.Tensor, dict of int to torch.Tensor)
+        The (old) indices of the neurons selected in each hidden layer, and by index into the model's
+        linear layers the old index of every remaining connection in the new order (a layer shrunk on
+        both sides gets the two maps composed). Anything that follows the neurons — a parameter
+        server's stale bias gradients — can be remapped from the former.
     """
     check_percentile(percentile)
     check_mode(mode)
@@ -226,7 +227,7 @@ def prune_and_map(
         if activations[index] is not None:
             activations[index].select_features(keep, optimizer)
         record(index + 1, _select(linears[index + 1], None, keep, optimizer))
-    return [drop.numel() for drop in pruned], maps
+    return pruned, maps
 
 
 def prune_neurons(
@@ -259,7 +260,7 @@ def prune_neurons(
     ValueError
         If ``percentile`` ∉ [0, 100), ``mode`` is unknown, or the model has no hidden layer.
     """
-    return prune_and_map(model, percentile, optimizer, mode)[0]
+    return [drop.numel() for drop in prune_and_map(model, percentile, optimizer, mode)[0]]
 
 
 def linear_layers(model: nn.Module) -> list[nn.Module]:

@@ -54,6 +54,8 @@ __all__ = [
     "ABSENT",
     "JOBS_VARIABLE",
     "Family",
+    "child_start_conditions",
+    "enter_child",
     "RunResult",
     "load_dataset",
     "resolve_jobs",
@@ -280,12 +282,21 @@ def _leave_on_sigterm(signum: int, frame: Any) -> None:
     raise SystemExit(128 + signum)
 
 
-def _serve(connection: multiprocessing.connection.Connection, compute: Callable) -> None:
-    """A worker's life: compute and store the specs received until SIGTERM."""
+def enter_child(threads: int = 1) -> None:
+    """First thing a process started under :func:`child_start_conditions` does.
+
+    SIGTERM becomes ``SystemExit`` (so ``finally`` blocks remove temporary files), Ctrl-C is left to
+    the parent (which stops its children), and torch uses ``threads`` threads.
+    """
     signal.signal(signal.SIGTERM, _leave_on_sigterm)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked since the spawn
-    torch.set_num_threads(1)
+    torch.set_num_threads(threads)
+
+
+def _serve(connection: multiprocessing.connection.Connection, compute: Callable) -> None:
+    """A worker's life: compute and store the specs received until SIGTERM."""
+    enter_child()
     while True:
         connection.send(_compute_and_store(compute, connection.recv()))
 
@@ -308,11 +319,11 @@ class _Worker:
 
 
 @contextlib.contextmanager
-def _worker_start_conditions() -> Iterator[None]:
-    """``OMP_NUM_THREADS=1`` in the environment and SIGINT blocked while workers start.
+def child_start_conditions() -> Iterator[None]:
+    """``OMP_NUM_THREADS=1`` in the environment and SIGINT blocked while child processes start.
 
     A spawned child inherits both: OpenMP reads the variable when the child imports torch, and the
-    child stays deaf to Ctrl-C until it has chosen to ignore it (:func:`_serve`).
+    child stays deaf to Ctrl-C until it has chosen to ignore it (:func:`enter_child`).
     """
     previous = os.environ.get("OMP_NUM_THREADS")
     os.environ["OMP_NUM_THREADS"] = "1"
@@ -366,7 +377,7 @@ class _Pool:
         workers: list[_Worker] = []
         try:
             context = multiprocessing.get_context("spawn")
-            with _worker_start_conditions():
+            with child_start_conditions():
                 for _ in range(min(jobs, len(self.queue))):
                     _start_worker(context, self.family.compute, workers)
             for worker in workers:

@@ -9,6 +9,9 @@
 * :data:`TABLE2` — Table 2: best test accuracy, parameters at the start and at the end of
   training, training minutes, for SET-MLP (ReLU / All-ReLU, with / without Importance Pruning) and
   the dense MLP, on the five datasets.
+* :data:`TABLE3` — Table 3: parallel training (WASSP-SGD, WASAP-SGD, sequential, and the authors'
+  Keras baseline) on a 6-core laptop with 5 workers and a master: best test accuracy, training
+  minutes, CPU utilisation and memory.
 * :data:`TABLE5` — Table 5: best accuracy of SET-MLP on Fashion-MNIST for ReLU and nine All-ReLU
   slopes from α = 0.05 to α = 0.9.
 * :data:`TABLE6` — Table 6: Importance Pruning applied once after training, at the 5th–25th
@@ -28,6 +31,7 @@ __all__ = [
     "PAPER_SETTINGS",
     "PAPER_TRIALS",
     "TABLE2",
+    "TABLE3",
     "TABLE5",
     "TABLE6",
     "VARIANTS",
@@ -117,6 +121,40 @@ TABLE2 = {
     (dataset, *variant): {"accuracy": acc, "params_start": start, "params_end": end, "minutes": minutes}
     for dataset, rows in _T2.items()
     for variant, (acc, start, end, minutes) in zip(VARIANTS, rows)
+}
+
+#: Table 3, one row per (dataset, method, importance pruning): accuracy % (None: not given),
+#: training minutes, CPU utilisation %, memory MB, and the paper's "cores" and GPU columns. The
+#: parallel rows ran 5 workers and a master on a laptop with 6 physical cores (12 logical).
+TABLE3 = {
+    (dataset, method, ip): {"accuracy": acc, "minutes": minutes, "cpu_percent": cpu, "memory_mb": mb,
+                            "cores": cores, "gpu": gpu}
+    for dataset, rows in {
+        "higgs": [("wassp", False, 12, False, 74.26, 142.52, 62, 2800), ("wassp", True, 12, False, 74.16, 113.33, 62, 2800),
+                  ("wasap", False, 12, False, 74.47, 138.52, 62, 2800), ("wasap", True, 12, False, 74.88, 108.33, 62, 2800),
+                  ("sequential", False, 1, False, 73.67, 216.67, 24, 1700),
+                  ("sequential", True, 1, False, 73.76, 182.3, 24, 1700),
+                  ("keras-cpu-1", False, 1, False, 74.28, 350, 27, 2100),
+                  ("keras-cpu-12", False, 12, False, 74.28, 191.7, 65, 2300),
+                  ("keras-gpu", False, 12, True, 74.28, 78.3, 25, 2400)],
+        "fashion-mnist": [("wassp", False, 12, False, 90.52, 90.6, 65, 3300),
+                          ("wassp", True, 12, False, 89.96, 77.6, 65, 3300),
+                          ("wasap", False, 12, False, 91.23, 87.25, 65, 3300),
+                          ("wasap", True, 12, False, 90.15, 74.85, 65, 3300),
+                          ("sequential", False, 1, False, 91.38, 137.5, 20, 1900),
+                          ("sequential", True, 1, False, 90.12, 96.25, 20, 1900),
+                          ("keras-cpu-1", False, 1, False, None, 316, 20, 2800),
+                          ("keras-cpu-12", False, 12, False, None, 135.6, 76, 2800),
+                          ("keras-gpu", False, 12, True, None, 65, 26, 3000)],
+        "cifar10": [("wassp", False, 12, False, 67.13, 309.9, 70, 6500), ("wassp", True, 12, False, 66.88, 279.9, 70, 6500),
+                    ("wasap", False, 12, False, 69.03, 281.9, 70, 6500), ("wasap", True, 12, False, 68.51, 246.5, 70, 6500),
+                    ("sequential", False, 1, False, 69.83, 590, 25, 2200),
+                    ("sequential", True, 1, False, 68.55, 530, 25, 2200),
+                    ("keras-cpu-1", False, 1, False, None, 1000, 20, 4700),
+                    ("keras-cpu-12", False, 12, False, None, 530.7, 80, 4700),
+                    ("keras-gpu", False, 12, True, None, 195, 20, 4800)],
+    }.items()
+    for method, ip, cores, gpu, acc, minutes, cpu, mb in rows
 }
 
 #: Table 5 (Fashion-MNIST, SET-MLP, best test accuracy %). The ReLU baseline and the best slope

@@ -82,6 +82,9 @@ class ImportancePruning(TopologyAlgorithm):
     ----------
     removed : list of int
         Neurons selected per hidden layer at the last pruning event.
+    dropped : list of torch.Tensor
+        Their indices (before the event), per hidden layer: with ``mode="remove"`` the survivors are
+        renumbered in order, so these give each hidden layer's old → new neuron map.
 
     Raises
     ------
@@ -103,6 +106,7 @@ class ImportancePruning(TopologyAlgorithm):
         super().__init__(linear_layers(model), optimizer=optimizer)
         self.model = model
         self.removed: list[int] = []
+        self.dropped: list[torch.Tensor] = []
         self.start_epoch, self.every, self.percentile = int(start_epoch), int(every), check_percentile(percentile)
         self.mode, self.timing, self.epochs = check_mode(mode), timing, epochs
 
@@ -126,5 +130,6 @@ class ImportancePruning(TopologyAlgorithm):
 
     def _update(self) -> dict[int, ConnectionMap]:
         before = [getattr(layer, "nnz", None) for layer in linear_layers(self.model)]
-        self.removed, maps = prune_and_map(self.model, self.percentile, self.optimizer, self.mode)
+        self.dropped, maps = prune_and_map(self.model, self.percentile, self.optimizer, self.mode)
+        self.removed = [drop.numel() for drop in self.dropped]
         return {index: ConnectionMap(source, before[index]) for index, source in maps.items()}
