@@ -71,7 +71,7 @@ def test_one_worker_in_order_is_the_sequential_loop_bit_for_bit():
 def test_two_workers_in_order_equal_the_simulator_with_pruning_phase_two_and_chunks():
     spec = tiny_spec(importance_pruning=True)
     simulated = simulate(spec, workers=2, local_fraction=0.34)
-    real = train(spec, algorithm="wasap", workers=2, schedule="ordered", local_fraction=0.34, chunk=64,
+    real = train(spec, algorithm="wasap", workers=2, schedule="ordered", local_fraction=0.34, chunk=1000,
                  log=lambda s: None)
     assert real["final_digest"] == simulated["final_digest"]
     assert scores(real) == scores(simulated)
@@ -257,18 +257,26 @@ def _alive(pid: int) -> bool:
 CLI = [sys.executable, "-m", "swatlib.parallel", "--dataset", "fashion-mnist", "--sizes", "784", "24", "24", "10"]
 
 
+def _long_cli_run(**popen_options) -> tuple[subprocess.Popen, list[int]]:
+    """A WASAP-SGD run of the CLI with two workers, some seconds into training; its pids by rank."""
+    cli = subprocess.Popen([*CLI, "--subset", "3000", "--epochs", "200", "--workers", "2"], cwd=ROOT,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen_options)
+    deadline = time.monotonic() + 120
+    ranks: list[int] = []
+    while len(ranks) < 3 and time.monotonic() < deadline and cli.poll() is None:
+        time.sleep(0.5)
+        ranks = _children(cli.pid)
+    if len(ranks) < 3:
+        cli.kill()
+        pytest.fail("the three ranks did not start")
+    time.sleep(5)  # into training
+    return cli, ranks
+
+
 @pytest.mark.slow
 def test_a_killed_worker_ends_the_run_with_its_rank_and_no_orphans():
-    cli = subprocess.Popen([*CLI, "--subset", "3000", "--epochs", "200", "--workers", "2"], cwd=ROOT,
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    cli, ranks = _long_cli_run()
     try:
-        deadline = time.monotonic() + 120
-        ranks: list[int] = []
-        while len(ranks) < 3 and time.monotonic() < deadline and cli.poll() is None:
-            time.sleep(0.5)
-            ranks = _children(cli.pid)
-        assert len(ranks) == 3, "the three ranks did not start"
-        time.sleep(8)  # into training
         os.kill(ranks[2], signal.SIGKILL)
         killed = time.monotonic()
         _, err = cli.communicate(timeout=60)
@@ -279,6 +287,20 @@ def test_a_killed_worker_ends_the_run_with_its_rank_and_no_orphans():
     assert cli.returncode == 1
     lines = [line for line in err.splitlines() if line.startswith("error:")]
     assert lines == ["error: worker 2 (rank 2) was killed by SIGKILL (out of memory?); the run was stopped"]
+    assert not any(_alive(pid) for pid in ranks)
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_every_process_and_exits_130():
+    cli, ranks = _long_cli_run(start_new_session=True)
+    try:
+        os.killpg(cli.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole foreground group
+        _, err = cli.communicate(timeout=60)
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+    assert cli.returncode == 130
+    assert "interrupted" in err
     assert not any(_alive(pid) for pid in ranks)
 
 
@@ -310,3 +332,36 @@ def test_two_torchrun_nodes_give_the_spawn_result():
     spawned = train(spec, algorithm="wasap", workers=1, schedule="ordered", log=lambda s: None)
     assert result["final_digest"] == spawned["final_digest"]
     assert scores(result) == scores(spawned)
+
+
+def _fake(spec: dict, seconds: float, acc: float, status: str = "ok") -> runs.RunResult:
+    if status != "ok":
+        return runs.RunResult(spec, status)
+    roles = [{"role": "master", "peak_rss_mib": 100.0}, {"role": "worker 1", "peak_rss_mib": 200.0}]
+    return runs.RunResult(spec, "ok", result={"train_seconds": seconds, "best_test_acc": acc, "workers": 2,
+                                              "cpu_utilisation": 0.5, "roles": roles})
+
+
+def test_table3_pairs_the_speed_up_by_seed_and_keeps_absent_rows():
+    from swatlib.experiments import parallel as par
+
+    specs = par.table3_specs(["fashion-mnist", "higgs"], workers=2, seeds=[0, 1], profile="test", overrides="smoke",
+                             pruning=[False])
+    seconds = {("sequential", 0): 100.0, ("sequential", 1): 120.0, ("wassp", 0): 80.0, ("wassp", 1): 60.0,
+               ("wasap", 0): 50.0, ("wasap", 1): 40.0}
+    outcomes = [_fake(s, seconds[(s["parallel"]["algorithm"], s["seed"])], 0.9) if s["dataset"] == "fashion-mnist"
+                else _fake(s, 0, 0, status=par.ABSENT) for s in specs]
+    table = par.table3(outcomes).set_index(["dataset", "method"])
+    assert table.loc[("Fashion-MNIST", "WASAP-SGD"), "speed-up"] == pytest.approx((100 / 50 + 120 / 40) / 2)
+    assert table.loc[("Fashion-MNIST", "Sequential"), "speed-up"] == pytest.approx(1.0)
+    assert table.loc[("Fashion-MNIST", "WASAP-SGD"), "reported speed-up"] == pytest.approx(137.5 / 87.25)
+    assert table.loc[("Higgs", "WASAP-SGD"), "status"] == par.ABSENT
+    assert table.loc[("Higgs", "WASAP-SGD"), "reported acc %"] == 74.47
+
+
+def test_the_simulator_runs_only_ordered_wasap():
+    from swatlib.experiments import parallel as par
+
+    with pytest.raises(ValueError, match="ordered schedule only"):
+        par.make_spec("fashion-mnist", False, seed=0, profile="test", overrides="smoke", runner="simulator",
+                      algorithm="wasap", workers=2)

@@ -58,10 +58,12 @@ __all__ = [
     "load_topology",
     "model_parameters",
     "pack_topology",
+    "read_values",
     "shard",
     "snapshot",
     "state_digest",
     "stream_seed",
+    "write_values",
 ]
 
 #: RetainValidUpdates options (module docstring).
@@ -87,6 +89,25 @@ def model_parameters(model: nn.Module) -> list[nn.Parameter]:
         if layer.bias is not None:
             params.append(layer.bias)
     return params
+
+
+@torch.no_grad()
+def write_values(model: nn.Module, out: torch.Tensor) -> int:
+    """Every parameter of ``model`` (:func:`model_parameters` order) into the flat ``out``; returns the length."""
+    offset = 0
+    for param in model_parameters(model):
+        out[offset:offset + param.numel()].copy_(param.view(-1))
+        offset += param.numel()
+    return offset
+
+
+@torch.no_grad()
+def read_values(model: nn.Module, flat: torch.Tensor) -> None:
+    """Inverse of :func:`write_values`: copy the flat values into ``model``'s parameters."""
+    offset = 0
+    for param in model_parameters(model):
+        param.copy_(flat[offset:offset + param.numel()].view_as(param))
+        offset += param.numel()
 
 
 def shard(data, rank: int, workers: int):
@@ -231,13 +252,9 @@ class Replica:
             param.grad = None
         return offset + 2
 
-    @torch.no_grad()
     def load_values(self, flat: torch.Tensor) -> None:
         """Copy the master's values (:func:`model_parameters` order) into the replica."""
-        offset = 0
-        for param in model_parameters(self.model):
-            param.copy_(flat[offset:offset + param.numel()].view_as(param))
-            offset += param.numel()
+        read_values(self.model, flat)
 
     def train_locally(self, epochs: int, *, phase2: str, overwrite_every: int,
                       record=None) -> None:
@@ -354,12 +371,7 @@ class Master:
 
     def pack_values(self, out: torch.Tensor) -> int:
         """Current values (:func:`model_parameters` order) into ``out``; returns the length."""
-        offset = 0
-        with torch.no_grad():
-            for param in self.params:
-                out[offset:offset + param.numel()].copy_(param.view(-1))
-                offset += param.numel()
-        return offset
+        return write_values(self.model, out)
 
     def apply(self, payload: torch.Tensor, *, version: int, based_on: int) -> bool:
         """Apply one gradient message (as :meth:`Replica.compute` wrote it); True if an epoch ended.

@@ -64,8 +64,8 @@ from swatlib.parallel import messages
 from swatlib.parallel.messages import (BASED_ON, LENGTH, STOP, TAG_GRADIENT, TAG_REPLICA, TAG_REPLY,
                                        TAG_TOPOLOGY, TOPOLOGY, VERSION, Message, recv_tensor, send_tensor)
 from swatlib.parallel.roles import (AVERAGING, RETAIN, Master, Replica, average_replicas, load_topology,
-                                    model_from_snapshot, pack_topology, snapshot, state_digest,
-                                    unpack_topology)
+                                    model_from_snapshot, pack_topology, read_values, snapshot,
+                                    state_digest, unpack_topology, write_values)
 from swatlib.train import Classification
 
 __all__ = ["ALGORITHMS", "PHASE2", "SCHEDULES", "Options", "ParallelRunError", "simulate", "train"]
@@ -330,8 +330,7 @@ def _wasap_master(spec, options: Options, plan: Plan, start: Callable[[], _Clock
     phase1_seconds = time.perf_counter() - clock.start
     final, averaged = master.model, None
     if plan.phase2_epochs:
-        with clock.measure("wait"):
-            averaged = _collect_and_average(master.model, options, clock)
+        averaged = _collect_and_average(master.model, options, clock)
         final = averaged
     return {"final_state": snapshot(final) if averaged is None else averaged,
             "snapshots": master.snapshots, "staleness": dict(master.staleness),
@@ -402,8 +401,7 @@ def _wassp_worker(rank: int, spec, options: Options, plan: Plan, start: Callable
 def _wassp_master(spec, options: Options, plan: Plan, start: Callable[[], _Clock]) -> dict[str, Any]:
     model = Master(spec, updates_per_epoch=plan.updates_per_epoch, record=False).model
     clock = start()
-    with clock.measure("wait"):
-        averaged = _collect_and_average(model, options, clock)
+    averaged = _collect_and_average(model, options, clock)
     return {"final_state": averaged, "snapshots": [], "train_seconds": time.perf_counter() - clock.start,
             "stats": clock.report("master", 0)}
 
@@ -434,7 +432,8 @@ def _send_replica(model: torch.nn.Module, options: Options) -> int:
     topology = pack_topology(model)
     send_tensor(torch.tensor([topology.numel()], dtype=torch.int64), 0, TAG_REPLICA)
     send_tensor(topology, 0, TAG_TOPOLOGY, options.chunk)
-    values = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+    values = torch.empty(_capacity(model))
+    values = values[:write_values(model, values)]
     send_tensor(values, 0, TAG_REPLICA + 2, options.chunk)
     return 8 * (1 + topology.numel()) + 4 * values.numel()
 
@@ -444,17 +443,14 @@ def _collect_and_average(template: torch.nn.Module, options: Options, clock: _Cl
     states = []
     for rank in range(1, options.workers + 1):
         size = torch.empty(1, dtype=torch.int64)
-        recv_tensor(size, rank, TAG_REPLICA)
+        with clock.measure("wait"):  # for the worker's phase 2 to end
+            recv_tensor(size, rank, TAG_REPLICA)
         topology = torch.empty(int(size), dtype=torch.int64)
         recv_tensor(topology, rank, TAG_TOPOLOGY, options.chunk)
         load_topology(template, unpack_topology(topology))
         values = torch.empty(sum(p.numel() for p in template.parameters()))
         recv_tensor(values, rank, TAG_REPLICA + 2, options.chunk)
-        with torch.no_grad():
-            offset = 0
-            for param in template.parameters():
-                param.copy_(values[offset:offset + param.numel()].view_as(param))
-                offset += param.numel()
+        read_values(template, values)
         states.append(snapshot(template))
     with clock.measure("average"):
         return average_replicas(states, options.averaging)
@@ -484,6 +480,10 @@ def _run_rank(rank: int, spec, options: Options, plan: Plan) -> dict[str, Any]:
     group = None
     if options.algorithm == "wassp":  # every rank takes part in creating the workers' group
         group = dist.new_group(ranks=list(range(1, options.workers + 1)))
+
+    # Building the first optimizer of a process imports torch._dynamo (seconds); a WASAP worker builds
+    # its first one in phase 2, inside the timed part, so every rank pays for the import here instead.
+    import torch._dynamo  # noqa: F401
 
     def start() -> _Clock:  # every role calls it when set up: the timed part starts together
         dist.barrier()

@@ -1,0 +1,483 @@
+"""WASAP-SGD and WASSP-SGD throughput against sequential training, with the cost of one message.
+
+What is measured (side by side in one script, every variant on the same run spec):
+
+* **Training samples per second** of :func:`swatlib.parallel.train` on Fashion-MNIST (the full
+  60,000 training images by default) with the model of ``benchmarks/set_mlp.py`` (SET-MLP
+  784-1000-1000-1000-10, ε = 20, batch 128, All-ReLU α = 0.6, dropout 0.3, the authors' momentum
+  SGD, lr 0.01, ζ = 0.3), for the same number of epochs: sequential with 1 and with 2 torch threads
+  (the best of the two is the reference), WASAP-SGD and WASSP-SGD with K = 1 and K = 2 workers. The
+  rate is the library's ``samples_per_second`` = epochs × training samples / ``train_seconds``
+  (start barrier to final network: process start-up, data loading and evaluation excluded). Phase 2
+  (the last ``local_fraction`` of the epochs, trained locally without messages) is part of it; the
+  phase-1 rate (up to the master's last phase-1 epoch end) is reported beside it. Variants run
+  round-robin per seed; the median over the seeds is reported, with its ratio to the best sequential.
+* **Accuracy**: the final test accuracy after the same number of epochs, mean ± standard deviation
+  (ddof 1) over the seeds, and whether it is within seed noise of the sequential reference.
+* **Where the time goes**: per worker the fraction of its wall time spent waiting (messages,
+  all-reduce, the master), the master's share of the run's CPU time, the staleness histogram.
+* **Cost per message**: two spawned processes on ``torch.distributed`` (gloo) pass a
+  :class:`swatlib.parallel.messages.Message` the size of the model's gradient payload back and forth,
+  (i) with every receive pre-posted (``irecv`` before the peer sends, as the library does) and
+  (ii) with a blocking receive posted late (after the peer's send, as a busy receiver would).
+* The machine (CPU model, cores, torch), and the load average before and after; a run whose 1-minute
+  load average before it exceeds :data:`BUSY_LOAD` is marked "busy machine".
+
+Goal (issue 10): WASAP-SGD with 2 workers ≥ 1.6 × the sequential throughput on an idle 2-core machine.
+
+Run ``python benchmarks/wasap.py --help``.
+"""
+
+from __future__ import annotations
+
+import os
+
+if __name__ == "__main__":
+    # Only when run as a script: this (parent) process evaluates the snapshots between runs with one
+    # thread; the library gives every spawned process OMP_NUM_THREADS=1 itself.
+    os.environ["OMP_NUM_THREADS"] = "1"
+
+import argparse  # noqa: E402
+import itertools  # noqa: E402
+import json  # noqa: E402
+import math  # noqa: E402
+import pickle  # noqa: E402
+import platform  # noqa: E402
+import socket  # noqa: E402
+import statistics  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable, Sequence  # noqa: E402
+from datetime import timedelta  # noqa: E402
+from typing import Any  # noqa: E402
+
+import torch  # noqa: E402
+import torch.distributed as dist  # noqa: E402
+import torch.multiprocessing as mp  # noqa: E402
+
+from swatlib import parallel  # noqa: E402
+from swatlib.atomic import atomic_write_bytes  # noqa: E402
+from swatlib.data import DatasetNotFoundError  # noqa: E402
+from swatlib.experiments import runs  # noqa: E402
+from swatlib.experiments.truly_sparse import build_model, make_spec  # noqa: E402
+from swatlib.parallel.messages import HEADER, LENGTH, Message, recv_tensor  # noqa: E402
+from swatlib.parallel.training import Options, make_plan  # noqa: E402
+
+DATASET = "fashion-mnist"
+# The model of benchmarks/set_mlp.py (tests/test_benchmarks_wasap.py checks that they agree).
+SIZES = (784, 1000, 1000, 1000, 10)
+EPSILON = 20.0
+BATCH = 128
+ALPHA = 0.6
+DROPOUT = 0.3
+LR = 0.01
+ZETA = 0.3
+
+#: 3 epochs with the paper's local_fraction 0.3: phase 1 = 2 epochs, phase 2 = round(0.9) = 1 epoch.
+EPOCHS = 3
+LOCAL_FRACTION = 0.3
+SEEDS = (0,)
+SEQUENTIAL_THREADS = (1, 2)
+WORKERS = (1, 2)
+
+#: 1-minute load average before the run above which it is marked "busy machine": 0.5 runnable
+#: processes on average is a quarter of this 2-core machine taken by others (an idle VM here
+#: sits below 0.2).
+BUSY_LOAD = 0.5
+
+#: Issue 10's goal: WASAP-SGD with 2 workers over the best sequential run, on an idle 2-core machine.
+GOAL_VARIANT = "wasap-K2"
+GOAL_RATIO = 1.6
+
+#: Message micro-benchmark: round trips timed (after the warm-up) and the late receiver's delay.
+MESSAGE_ROUNDS = 50
+MESSAGE_WARMUP = 5
+MESSAGE_DELAY = 0.005
+
+_TAG = 10
+#: Header fields 6–7 (int32), unused by :mod:`swatlib.parallel.messages`: the send time as one int64.
+_STAMP = slice(6, 8)
+
+
+# --------------------------------------------------------------------------- environment
+def environment() -> dict[str, Any]:
+    """CPU model, logical CPUs, torch and Python versions."""
+    cpu = platform.processor() or ""
+    try:
+        with open("/proc/cpuinfo") as info:
+            cpu = next((l.split(":", 1)[1].strip() for l in info if l.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return {"cpu": cpu, "logical_cpus": os.cpu_count(), "torch": torch.__version__,
+            "python": platform.python_version()}
+
+
+# --------------------------------------------------------------------------- variants
+def variants(threads: Sequence[int] = SEQUENTIAL_THREADS, workers: Sequence[int] = WORKERS) -> dict[str, dict]:
+    """The variants compared, name → options of :func:`swatlib.parallel.train`."""
+    out = {f"sequential-{t}t": {"algorithm": "sequential", "threads": t} for t in threads}
+    for algorithm in ("wasap", "wassp"):
+        out.update({f"{algorithm}-K{k}": {"algorithm": algorithm, "workers": k} for k in workers})
+    return out
+
+
+def benchmark_spec(seed: int, *, epochs: int = EPOCHS, subset: int | None = None,
+                   sizes: Sequence[int] = SIZES, epsilon: float = EPSILON, batch_size: int = BATCH) -> dict:
+    """The Truly Sparse run spec of the benchmark (the set_mlp.py model unless told otherwise)."""
+    own = {"epochs": epochs, "subset": subset, "sizes": list(sizes), "epsilon": epsilon, "batch_size": batch_size,
+           "alpha": ALPHA, "dropout": DROPOUT, "lr": LR, "zeta": ZETA}
+    return make_spec(DATASET, "set", "all_relu", False, seed=seed, profile="benchmark-wasap",
+                     overrides={DATASET: own})
+
+
+def _phase1_seconds(result: dict) -> float | None:
+    """Wall seconds from the start to the master's last phase-1 epoch end (its snapshot)."""
+    for record in result["history"]:
+        if record["epoch"] == result["phase1_epochs"] and record["model"] == "master":
+            return record["wall_seconds"]
+    return None
+
+
+def run_variant(spec: dict, name: str, options: dict, *, local_fraction: float = LOCAL_FRACTION,
+                log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Train ``spec`` with one variant; the numbers the benchmark reports of that run."""
+    load_before = list(os.getloadavg())
+    result = parallel.train(spec, log=log, local_fraction=local_fraction, **options)
+    roles = result["roles"]
+    workers = [r for r in roles if r["role"].startswith("worker")]
+    master = next((r for r in roles if r["role"] == "master"), None)
+    total_cpu = sum(r["cpu_seconds"] for r in roles)
+    phase1 = _phase1_seconds(result)
+    return {
+        "variant": name, "algorithm": result["algorithm"], "workers": result["workers"],
+        "threads": result["options"]["threads"], "seed": spec["seed"],
+        "samples_per_second": result["samples_per_second"], "train_seconds": result["train_seconds"],
+        "phase1_epochs": result["phase1_epochs"], "phase2_epochs": result["phase2_epochs"],
+        "phase1_seconds": phase1,
+        "phase1_samples_per_second": None if not phase1 else result["phase1_epochs"] * result["n_train"] / phase1,
+        "final_test_acc": result["final_test_acc"], "best_test_acc": result["best_test_acc"],
+        "worker_wait_fraction": [r.get("wait_seconds", 0.0) / r["wall_seconds"] for r in workers],
+        "master_cpu_share": None if master is None or not total_cpu else master["cpu_seconds"] / total_cpu,
+        "master_cpu_utilisation": None if master is None else master["cpu_seconds"] / master["wall_seconds"],
+        "cpu_utilisation": result["cpu_utilisation"], "staleness": result["staleness"],
+        "mean_staleness": (sum(int(k) * v for k, v in result["staleness"].items())
+                           / max(1, sum(result["staleness"].values()))),
+        "bytes_sent": sum(r["bytes_sent"] for r in roles),
+        "peak_rss_mib": {r["role"]: r["peak_rss_mib"] for r in roles},
+        "n_train": result["n_train"], "load_before": load_before, "load_after": result["load_average"],
+    }
+
+
+# --------------------------------------------------------------------------- summary statistics
+def mean_std(values: Sequence[float]) -> tuple[float, float | None]:
+    """Mean and sample standard deviation (ddof 1; ``None`` from one value)."""
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
+
+
+def within_noise(a: Sequence[float], b: Sequence[float]) -> bool | None:
+    """Whether two samples' means differ by at most two standard errors of the difference.
+
+    ``None`` when either sample has fewer than two values (no noise estimate).
+    """
+    if len(a) < 2 or len(b) < 2:
+        return None
+    se = math.sqrt(statistics.variance(a) / len(a) + statistics.variance(b) / len(b))
+    return abs(statistics.fmean(a) - statistics.fmean(b)) <= 2.0 * se
+
+
+def summarise(records: Sequence[dict]) -> dict[str, Any]:
+    """Per variant (in first-seen order): medians over the seeds, ratios to the best sequential, accuracy."""
+    names = list(dict.fromkeys(r["variant"] for r in records))
+    by = {n: [r for r in records if r["variant"] == n] for n in names}
+    out: dict[str, Any] = {}
+    for name, rs in by.items():
+        phase1 = [r["phase1_samples_per_second"] for r in rs if r["phase1_samples_per_second"]]
+        acc_mean, acc_std = mean_std([r["final_test_acc"] for r in rs])
+        waits = [w for r in rs for w in r["worker_wait_fraction"]]
+        shares = [r["master_cpu_share"] for r in rs if r["master_cpu_share"] is not None]
+        out[name] = {"algorithm": rs[0]["algorithm"], "workers": rs[0]["workers"], "threads": rs[0]["threads"],
+                     "seeds": [r["seed"] for r in rs],
+                     "samples_per_second": statistics.median(r["samples_per_second"] for r in rs),
+                     "phase1_samples_per_second": statistics.median(phase1) if phase1 else None,
+                     "final_test_acc_mean": acc_mean, "final_test_acc_std": acc_std,
+                     "worker_wait_fraction": statistics.fmean(waits) if waits else None,
+                     "master_cpu_share": statistics.fmean(shares) if shares else None,
+                     "cpu_utilisation": statistics.median(r["cpu_utilisation"] for r in rs),
+                     "mean_staleness": statistics.fmean(r["mean_staleness"] for r in rs)}
+    sequential = [n for n in names if by[n][0]["algorithm"] == "sequential"]
+    best = max(sequential, key=lambda n: out[n]["samples_per_second"]) if sequential else None
+    for name, row in out.items():
+        ref = out[best] if best else None
+        row["over_best_sequential"] = None if ref is None else row["samples_per_second"] / ref["samples_per_second"]
+        row["phase1_over_best_sequential"] = (None if ref is None or not row["phase1_samples_per_second"]
+                                              or not ref["phase1_samples_per_second"]
+                                              else row["phase1_samples_per_second"] / ref["phase1_samples_per_second"])
+        row["acc_within_noise"] = None if best is None else within_noise(
+            [r["final_test_acc"] for r in by[name]], [r["final_test_acc"] for r in by[best]])
+    return {"best_sequential": best, "variants": out}
+
+
+def goal(summary: dict, busy: bool) -> dict[str, Any]:
+    """Issue 10's goal, measured (``met`` is ``None`` when a variant it needs did not run)."""
+    row = summary["variants"].get(GOAL_VARIANT)
+    measured = None if row is None else row["over_best_sequential"]
+    return {"variant": GOAL_VARIANT, "target": GOAL_RATIO, "measured": measured,
+            "met": None if measured is None else measured >= GOAL_RATIO, "busy_machine": busy,
+            "applies_to": "an idle 2-core machine"}
+
+
+# --------------------------------------------------------------------------- cost per message
+def _stamp(message: Message) -> None:
+    """Write the send time (CLOCK_MONOTONIC ns, one clock for every process of this machine) into the header."""
+    message.header[_STAMP].view(torch.int64)[0] = time.monotonic_ns()
+
+
+def _stamped(message: Message) -> int:
+    return int(message.header[_STAMP].view(torch.int64)[0])
+
+
+def _ping_pong(rank: int, capacity: int, rounds: int, warmup: int, mode: str, delay: float) -> dict[str, list]:
+    """Rank 1 sends a full message to rank 0, which sends it back; ``rounds + warmup`` times.
+
+    ``mode="preposted"``: every receive is posted (``irecv``) before the peer can send (rank 0 posts
+    the next one before it replies; rank 1 posts the reply's before it sends). ``mode="late"``: each
+    side sleeps ``delay`` (rank 1: twice that) after its send and only then calls a blocking receive,
+    so the peer's send was issued first. Each receive records the time from the moment both the
+    send and the receive had been issued to the moment the receiver holds the message.
+    """
+    peer = 1 - rank
+    inbox = [Message(capacity), Message(capacity)]
+    out = Message(capacity)
+    out.header[LENGTH] = capacity
+    costs, late, trips = [], [], []
+
+    def received(message: Message, posted: int) -> None:
+        done, sent = time.monotonic_ns(), _stamped(message)
+        costs.append((done - max(posted, sent)) / 1e9)
+        late.append(posted > sent)
+
+    current = 0
+    pending, posted = None, 0
+    if mode == "preposted" and rank == 0:
+        pending, posted = inbox[0].post(peer, _TAG), time.monotonic_ns()
+    for i in range(rounds + warmup):
+        if rank == 1:
+            start = time.perf_counter()
+            if mode == "preposted":
+                pending, posted = inbox[0].post(peer, _TAG), time.monotonic_ns()
+                _stamp(out)
+                out.send(peer, _TAG)
+                pending.wait()
+            else:
+                _stamp(out)
+                out.send(peer, _TAG)
+                time.sleep(2 * delay)
+                posted = time.monotonic_ns()
+                recv_tensor(inbox[0].buffer, peer, _TAG)
+            received(inbox[0], posted)
+            trips.append(time.perf_counter() - start)
+        else:
+            if mode == "preposted":
+                pending.wait()
+                received(inbox[current], posted)
+                if i + 1 < rounds + warmup:
+                    pending, posted = inbox[1 - current].post(peer, _TAG), time.monotonic_ns()
+                current = 1 - current
+            else:
+                time.sleep(delay)
+                posted = time.monotonic_ns()
+                recv_tensor(inbox[0].buffer, peer, _TAG)
+                received(inbox[0], posted)
+            _stamp(out)
+            out.send(peer, _TAG)
+    return {"costs": costs[warmup:], "late": late[warmup:], "round_trips": trips[warmup:]}
+
+
+def _message_rank(rank: int, init_method: str, capacity: int, rounds: int, warmup: int, delay: float,
+                  output: str) -> None:
+    runs.enter_child(1)
+    dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=2,
+                            timeout=timedelta(minutes=5))
+    try:
+        mine = {}
+        for mode in ("preposted", "late"):
+            dist.barrier()
+            mine[mode] = _ping_pong(rank, capacity, rounds, warmup, mode, delay)
+        both = [None, None] if rank == 0 else None
+        dist.gather_object(mine, both, dst=0)
+        if rank == 0:
+            atomic_write_bytes(output, pickle.dumps(both))
+    finally:
+        dist.destroy_process_group()
+
+
+def message_floats(spec: dict) -> int:
+    """Payload of a WASAP gradient message of ``spec``'s model: every value and bias, loss and flow."""
+    return sum(p.numel() for p in build_model(spec, torch.Generator().manual_seed(0)).parameters()) + 2
+
+
+def message_cost(capacity: int, *, rounds: int = MESSAGE_ROUNDS, warmup: int = MESSAGE_WARMUP,
+                 delay: float = MESSAGE_DELAY) -> dict[str, Any]:
+    """ms per message of a ``capacity``-float message between two spawned gloo processes, both ways of receiving."""
+    with tempfile.TemporaryDirectory(prefix="swatlib-wasap-bench-") as tmp:
+        output = os.path.join(tmp, "messages.pkl")
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        with runs.child_start_conditions():
+            context = mp.start_processes(_message_rank, args=(f"tcp://127.0.0.1:{port}", capacity, rounds, warmup,
+                                                              delay, output),
+                                         nprocs=2, join=False, start_method="spawn")
+        while not context.join():
+            pass
+        with open(output, "rb") as f:
+            ranks = pickle.load(f)
+    out: dict[str, Any] = {"floats": capacity, "bytes": 4 * (HEADER + capacity),
+                           "rounds": rounds, "delay_seconds": delay}
+    for mode in ("preposted", "late"):
+        costs = ranks[0][mode]["costs"] + ranks[1][mode]["costs"]
+        late = ranks[0][mode]["late"] + ranks[1][mode]["late"]
+        trips = ranks[1][mode]["round_trips"]
+        out[mode] = {"ms_per_message": 1e3 * statistics.median(costs),
+                     "ms_per_message_mean": 1e3 * statistics.fmean(costs),
+                     "late_receives": sum(late), "receives": len(late),
+                     "round_trip_ms": 1e3 * statistics.median(trips)}
+    return out
+
+
+# --------------------------------------------------------------------------- the benchmark
+def run(*, seeds: Sequence[int] = SEEDS, epochs: int = EPOCHS, subset: int | None = None,
+        local_fraction: float = LOCAL_FRACTION, sizes: Sequence[int] = SIZES, epsilon: float = EPSILON,
+        batch_size: int = BATCH, names: Sequence[str] | None = None, threads: Sequence[int] = SEQUENTIAL_THREADS,
+        workers: Sequence[int] = WORKERS, messages: bool = True, message_rounds: int = MESSAGE_ROUNDS,
+        message_warmup: int = MESSAGE_WARMUP, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """The whole benchmark as one JSON-ready dict (``--json PATH`` writes exactly this).
+
+    ``names`` picks variants of :func:`variants` (default: all of them).
+    """
+    table = variants(threads, workers)
+    if names is not None:
+        unknown = [n for n in names if n not in table]
+        if unknown:
+            raise ValueError(f"unknown variant(s) {', '.join(unknown)}; valid: {', '.join(table)}")
+        table = {n: table[n] for n in names}
+    if not seeds:
+        raise ValueError("seeds must name at least one seed, e.g. --seeds 0 1 2")
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"epochs must be an integer >= 1, got {epochs!r}")
+    spec = benchmark_spec(seeds[0], epochs=epochs, subset=subset, sizes=sizes, epsilon=epsilon, batch_size=batch_size)
+    n_train = len(runs.load_dataset(DATASET, subset).y_train)
+    for options in table.values():  # every variant's options and phases checked before any process starts
+        make_plan(spec, Options(local_fraction=local_fraction, **options), n_train)
+    load_before = list(os.getloadavg())
+    started = time.perf_counter()
+    records = []
+    for seed in seeds:
+        spec = benchmark_spec(seed, epochs=epochs, subset=subset, sizes=sizes, epsilon=epsilon,
+                              batch_size=batch_size)
+        for name, options in table.items():
+            log(f"seed {seed}, {name}: load average {os.getloadavg()[0]:.2f}")
+            records.append(run_variant(spec, name, options, local_fraction=local_fraction, log=log))
+    message = (message_cost(message_floats(spec), rounds=message_rounds, warmup=message_warmup)
+               if messages else None)
+    summary = summarise(records)
+    busy = load_before[0] > BUSY_LOAD
+    return {
+        "environment": environment(), "load_average_before": load_before,
+        "load_average_after": list(os.getloadavg()), "busy_threshold": BUSY_LOAD, "busy_machine": busy,
+        "wall_seconds": time.perf_counter() - started,
+        "config": {"dataset": DATASET, "subset": subset, "n_train": records[0]["n_train"], "epochs": epochs,
+                   "local_fraction": local_fraction, "phase2_epochs": max(r["phase2_epochs"] for r in records),
+                   "sizes": list(sizes),
+                   "epsilon": epsilon, "batch_size": batch_size, "seeds": list(seeds)},
+        "runs": records, **summary, "goal": goal(summary, busy), "messages": message,
+    }
+
+
+def _f(value: float | None, spec: str) -> str:
+    """``value`` formatted with ``spec``, or ``n/a`` right-aligned to the spec's width."""
+    width = int("".join(itertools.takewhile(str.isdigit, spec)) or 0)
+    return f"{'n/a':>{width}}" if value is None else format(value, spec)
+
+
+def report(result: dict) -> str:
+    """The human-readable table the script prints."""
+    env, cfg = result["environment"], result["config"]
+    load = " ".join(f"{v:.2f}" for v in result["load_average_before"])
+    after = " ".join(f"{v:.2f}" for v in result["load_average_after"])
+    lines = [
+        f"WASAP-SGD throughput: {cfg['dataset']}, {cfg['n_train']:,} training images, SET-MLP "
+        f"{'-'.join(map(str, cfg['sizes']))}, eps={cfg['epsilon']:g}, batch {cfg['batch_size']}, "
+        f"{cfg['epochs']} epochs (parallel runs: {cfg['epochs'] - cfg['phase2_epochs']} in phase 1 + "
+        f"{cfg['phase2_epochs']} local, local_fraction {cfg['local_fraction']:g}), seeds {cfg['seeds']}",
+        f"{env['cpu']}, {env['logical_cpus']} logical CPUs, torch {env['torch']}, Python {env['python']}",
+        f"load average before: {load}; after: {after}"
+        + (f"  ** BUSY MACHINE (1-min load before > {result['busy_threshold']:g}): not the idle-machine figure **"
+           if result["busy_machine"] else ""),
+        "",
+        f"{'variant':14s} {'samples/s':>10s} {'x best seq':>10s} {'phase-1 s/s':>11s} {'x best seq':>10s} "
+        f"{'final test acc':>17s} {'in noise':>8s} {'worker wait':>11s} {'master CPU':>10s} {'CPU used':>8s} "
+        f"{'staleness':>9s}",
+    ]
+    for name, row in result["variants"].items():
+        acc = f"{row['final_test_acc_mean']:.4f}" + (f" ± {row['final_test_acc_std']:.4f}"
+                                                    if row["final_test_acc_std"] is not None else "")
+        noise = {None: "n/a", True: "yes", False: "NO"}[row["acc_within_noise"]]
+        lines.append(f"{name:14s} {row['samples_per_second']:10.0f} {_f(row['over_best_sequential'], '10.2f')} "
+                     f"{_f(row['phase1_samples_per_second'], '11.0f')} "
+                     f"{_f(row['phase1_over_best_sequential'], '10.2f')} {acc:>17s} {noise:>8s} "
+                     f"{_f(row['worker_wait_fraction'], '11.1%')} {_f(row['master_cpu_share'], '10.1%')} "
+                     f"{row['cpu_utilisation']:8.0%} {row['mean_staleness']:9.2f}")
+    lines += ["", f"best sequential: {result['best_sequential']}; medians over the seeds",
+              "final test acc: mean ± std (ddof 1) over the seeds; in noise: |difference of the means| <= 2 standard "
+              "errors (needs >= 2 seeds)",
+              "worker wait: mean fraction of a worker's wall time spent waiting; master CPU: the master's share of "
+              "the run's CPU seconds",
+              "CPU used: CPU seconds of all processes / (train seconds x logical CPUs); staleness: mean number of "
+              "updates applied between a gradient's values and its application"]
+    g = result["goal"]
+    met = {None: "not measured", True: "met", False: "NOT met"}[g["met"]]
+    lines.append(f"goal: {g['variant']} >= {g['target']:g} x best sequential on {g['applies_to']}: "
+                 f"measured {_f(g['measured'], '.2f')} -> {met}" + (" (busy machine)" if g["busy_machine"] else ""))
+    m = result.get("messages")
+    if m:
+        lines += ["", f"cost per message ({m['floats']:,} floats, {m['bytes'] / 2**20:.2f} MiB, gloo, 2 processes, "
+                  f"median of {2 * m['rounds']} messages):"]
+        for mode, label in (("preposted", "receive pre-posted (irecv)"), ("late", "blocking receive posted late")):
+            row = m[mode]
+            lines.append(f"  {label:30s} {row['ms_per_message']:7.3f} ms per message (mean "
+                         f"{row['ms_per_message_mean']:.3f}; late receives {row['late_receives']}/{row['receives']}; "
+                         f"round trip {row['round_trip_ms']:.2f} ms)")
+    lines.append(f"benchmark wall time {result['wall_seconds']:.0f} s")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--epochs", type=int, default=EPOCHS, help=f"epochs of every run (default: {EPOCHS})")
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS),
+                        help="seeds (default: 0; the write-up uses 0 1 2)")
+    parser.add_argument("--local-fraction", type=float, default=LOCAL_FRACTION,
+                        help=f"fraction of the epochs in phase 2 (default: {LOCAL_FRACTION})")
+    parser.add_argument("--subset", type=int, default=None, help="training images (default: all 60,000)")
+    parser.add_argument("--variants", nargs="+", default=None, help=f"default: {' '.join(variants())}")
+    parser.add_argument("--no-messages", action="store_true", help="skip the cost-per-message micro-benchmark")
+    parser.add_argument("--json", metavar="PATH", help="also write the result as JSON to PATH (atomically)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    try:
+        result = run(seeds=args.seeds, epochs=args.epochs, subset=args.subset, local_fraction=args.local_fraction,
+                     names=args.variants, messages=not args.no_messages,
+                     log=lambda line: print(line, file=sys.stderr, flush=True))
+    except (ValueError, DatasetNotFoundError, parallel.ParallelRunError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1 if isinstance(error, parallel.ParallelRunError) else 2
+    print(report(result))
+    if args.json:
+        atomic_write_bytes(args.json, json.dumps(result, indent=1).encode())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
