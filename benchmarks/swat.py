@@ -1,8 +1,10 @@
-"""SWAT training step on a CPU: time, memory saved for backward, FLOP ledger — dense vs SWAT-U.
+"""SWAT training step on a CPU: time, peak memory, memory saved for backward, FLOP ledger — dense vs SWAT-U.
 
 What is measured (identically for every variant, one process, one thread, side by side): one
-training step of ``SmallCNN`` (width 32 by default, BatchNorm, batch 128 Fashion-MNIST images) —
-forward, cross-entropy, backward, SGD step with momentum — for
+training step of a network — ``SmallCNN`` (width 32 by default, BatchNorm, max-pooling; batch 128
+Fashion-MNIST images by default) or, with ``--network conv4`` / ``conv12``, the plain
+conv + ReLU stack of :func:`swatlib.experiments.swat.conv_stack` — forward, cross-entropy,
+backward, SGD step with momentum — for
 
 ``dense``
     the stock network (``nn.Conv2d``, ``nn.ReLU``, ...);
@@ -18,6 +20,9 @@ more forward pass measures
 * the bytes saved for backward (``SavedTensorMeter``: distinct storages at their real size,
   activations vs weights — the peak, since everything saved stays alive until backward);
 * the resident memory released when that graph is freed (``graph_resident_bytes``; Linux);
+* the **peak** of a whole training step (``swatlib.swat.step_peak``: resident high-water mark
+  above the memory held before the step, in a fresh process; Linux) — what decides whether a
+  network fits, temporaries of the Top-K, the compression and the backward products included;
 
 and one training step under a ``MeasuredLedger`` gives the conv/linear FLOPs per example it
 really performed (zero-skipping, FLOPs = 2·MACs).
@@ -28,12 +33,19 @@ PyTorch's dense kernels do not skip zeros, so SWAT is slower per step here. The 
 benchmark is the memory and the FLOP ledger — what a zero-skipping accelerator would gain —
 and to show honestly what the reference implementation costs on stock hardware.
 
-Run ``python benchmarks/swat.py --help``.
+The machine's load average is recorded before and after (``environment.load_average``): the
+timings are only comparable on an otherwise idle machine.
+
+Run ``python benchmarks/swat.py --help``; the issue's peak-memory goals::
+
+    python benchmarks/swat.py --network conv4 --batch-size 256 --densities 0.5 0.2
+    python benchmarks/swat.py --network conv12 --batch-size 256 --densities 0.5 0.2 --repeats 3 --steps 1
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -47,10 +59,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from swatlib.costmodel import MeasuredLedger
-from swatlib.models import SmallCNN
-from swatlib.swat import SavedTensorMeter, graph_resident_bytes, swatify
+from swatlib.experiments.swat import MEMORY_NETWORKS, memory_network
+from swatlib.swat import SavedTensorMeter, graph_resident_bytes, step_peak
 
-WIDTH = 32
+NETWORK = "smallcnn"
+WIDTH = None  # the network's default (SmallCNN 32, conv stacks 64)
 BATCH = 128
 DENSITIES = (0.5, 0.2, 0.1)
 REPEATS = 5
@@ -58,14 +71,16 @@ STEPS = 3
 WARMUP = 1
 
 
-def build(variant: str, width: int, seed: int = 0) -> nn.Module:
-    """``dense`` or ``swat-<density>``: a fresh SmallCNN from ``seed`` (same weights for all)."""
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        model = SmallCNN(width=width)
-    if variant != "dense":
-        swatify(model, method="u", density=float(variant.removeprefix("swat-")))
-    return model.train()
+def builder(variant: str, width: int | None, network: str = NETWORK,
+            seed: int = 0) -> Callable[[], nn.Module]:
+    """A picklable function building ``dense`` or ``swat-<density>`` from ``seed`` (same weights)."""
+    density = 1.0 if variant == "dense" else float(variant.removeprefix("swat-"))
+    return functools.partial(memory_network, network, density, width=width, seed=seed)
+
+
+def build(variant: str, width: int | None, network: str = NETWORK, seed: int = 0) -> nn.Module:
+    """A fresh model of :func:`builder`, in training mode."""
+    return builder(variant, width, network, seed)().train()
 
 
 def variant_names(densities: Sequence[float]) -> list[str]:
@@ -106,6 +121,16 @@ def time_steps(models: dict[str, nn.Module], x: torch.Tensor, y: torch.Tensor, *
                      "backward_update_s": statistics.median(b for _, b in pairs),
                      "step_s_all": totals}
     return out
+
+
+def peak(build_model: Callable[[], nn.Module], x: torch.Tensor, y: torch.Tensor,
+         threads: int) -> dict[str, int | None]:
+    """Peak resident growth of a training step and of its forward pass (fresh process; Linux)."""
+    try:
+        result = step_peak(build_model, x, y, threads=threads)
+    except RuntimeError:
+        return {"peak_step_bytes": None, "peak_forward_bytes": None}
+    return {"peak_step_bytes": result.step, "peak_forward_bytes": result.forward}
 
 
 def memory(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, int | None]:
@@ -150,60 +175,88 @@ def environment() -> dict:
             "torch_threads": torch.get_num_threads(), "python": platform.python_version()}
 
 
-def run(x: torch.Tensor, y: torch.Tensor, *, width: int = WIDTH,
+def load_average() -> list[float] | None:
+    """1, 5 and 15 minute load averages (None where the platform has none)."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def run(x: torch.Tensor, y: torch.Tensor, *, network: str = NETWORK, width: int | None = WIDTH,
         densities: Sequence[float] = DENSITIES, repeats: int = REPEATS, steps: int = STEPS,
         warmup: int = WARMUP, threads: int = 1,
         log: Callable[[str], None] | None = None) -> dict:
     """Everything above for every variant; torch's thread count is restored afterwards."""
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
+    load_before = load_average()
     try:
         names = variant_names(densities)
-        models = {name: build(name, width) for name in names}
+        models = {name: build(name, width, network) for name in names}
         if log:
             log(f"timing {', '.join(names)}: {repeats} repeats × {steps} steps, batch {len(x)}")
         timing = time_steps(models, x, y, repeats=repeats, steps=steps, warmup=warmup)
         variants = {}
         for name in names:
-            fresh = build(name, width)
-            variants[name] = {**timing[name], **memory(fresh, x, y), **ledger_flops(fresh, x, y)}
+            if log:
+                log(f"memory of {name}: saved for backward, graph, peak of a step (fresh process)")
+            fresh = build(name, width, network)
+            variants[name] = {**timing[name], **memory(fresh, x, y),
+                              **peak(builder(name, width, network), x, y, threads),
+                              **ledger_flops(fresh, x, y)}
         dense = variants["dense"]
         for v in variants.values():
             v["time_over_dense"] = v["step_s"] / dense["step_s"]
+            v["peak_over_dense"] = (None if dense["peak_step_bytes"] is None
+                                    else v["peak_step_bytes"] / dense["peak_step_bytes"])
             v["saved_over_dense"] = v["saved_bytes"] / dense["saved_bytes"]
             v["activations_over_dense"] = v["saved_activation_bytes"] / dense["saved_activation_bytes"]
             v["weights_over_dense"] = v["saved_weight_bytes"] / dense["saved_weight_bytes"]
             v["flops_over_dense"] = v["flops_per_example"] / dense["flops_per_example"]
-        env = environment()
+        env = {**environment(), "load_average": {"before": load_before, "after": load_average()}}
     finally:
         torch.set_num_threads(previous)
-    return {"width": width, "batch_size": len(x), "repeats": repeats, "steps": steps,
-            "threads": threads, "environment": env, "variants": variants}
+    return {"network": network, "width": width or MEMORY_NETWORKS[network][1],
+            "batch_size": len(x), "repeats": repeats, "steps": steps, "threads": threads,
+            "environment": env, "variants": variants}
 
 
 def summary(result: dict) -> str:
     """A readable table of :func:`run`'s result."""
     env = result["environment"]
     mib = 2.0**20
-    lines = [f"SmallCNN width {result['width']}, batch {result['batch_size']}, "
+    load = env["load_average"]
+    lines = [f"{result['network']} width {result['width']}, batch {result['batch_size']}, "
              f"{result['threads']} thread(s); {env['cpu']} ({env['logical_cpus']} logical CPUs), "
-             f"torch {env['torch']}; median of {result['repeats']} × {result['steps']} steps",
+             f"torch {env['torch']}; median of {result['repeats']} × {result['steps']} steps; "
+             f"load average {load['before']} before, {load['after']} after",
              f"{'variant':<10}{'step ms':>9}{'fwd ms':>8}{'bwd ms':>8}{'×dense':>8}"
+             f"{'peak MiB':>10}{'×dense':>8}{'fwd pk':>8}"
              f"{'act MiB':>9}{'wt MiB':>8}{'saved ×':>8}{'RSS MiB':>9}{'MFLOP/ex':>10}{'×dense':>8}"]
+
+    def mebibytes(value: int | None, digits: int = 1) -> str:
+        return "n/a" if value is None else f"{value / mib:.{digits}f}"
+
     for name, v in result["variants"].items():
-        rss = "n/a" if v["graph_resident_bytes"] is None else f"{v['graph_resident_bytes'] / mib:.1f}"
+        ratio = "n/a" if v["peak_over_dense"] is None else f"{v['peak_over_dense']:.2f}"
         lines.append(
             f"{name:<10}{1e3 * v['step_s']:9.1f}{1e3 * v['forward_s']:8.1f}"
             f"{1e3 * v['backward_update_s']:8.1f}{v['time_over_dense']:8.2f}"
+            f"{mebibytes(v['peak_step_bytes'], 0):>10}{ratio:>8}"
+            f"{mebibytes(v['peak_forward_bytes'], 0):>8}"
             f"{v['saved_activation_bytes'] / mib:9.1f}{v['saved_weight_bytes'] / mib:8.2f}"
-            f"{v['saved_over_dense']:8.2f}{rss:>9}{v['flops_per_example'] / 1e6:10.2f}"
-            f"{v['flops_over_dense']:8.2f}")
+            f"{v['saved_over_dense']:8.2f}{mebibytes(v['graph_resident_bytes']):>9}"
+            f"{v['flops_per_example'] / 1e6:10.2f}{v['flops_over_dense']:8.2f}")
     return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--width", type=int, default=WIDTH, help="SmallCNN width (default 32)")
+    parser.add_argument("--network", choices=tuple(MEMORY_NETWORKS), default=NETWORK,
+                        help="SmallCNN, or the 4- / 12-conv ReLU stack (default smallcnn)")
+    parser.add_argument("--width", type=int, default=WIDTH,
+                        help="channels (default: SmallCNN 32, conv stacks 64)")
     parser.add_argument("--batch-size", type=int, default=BATCH)
     parser.add_argument("--densities", type=float, nargs="+", default=list(DENSITIES))
     parser.add_argument("--repeats", type=int, default=REPEATS)
@@ -216,7 +269,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     data = load("fashion-mnist", subset=max(args.batch_size, 1000), flatten=False)
     x, y = data.x_train[:args.batch_size].clone(), data.y_train[:args.batch_size].clone()
     log = None if args.json else (lambda line: print(line, file=sys.stderr))
-    result = run(x, y, width=args.width, densities=args.densities, repeats=args.repeats,
+    result = run(x, y, network=args.network, width=args.width, densities=args.densities,
+                 repeats=args.repeats,
                  steps=args.steps, threads=args.threads, log=log)
     print(json.dumps(result, indent=1) if args.json else summary(result))
     return 0

@@ -39,7 +39,10 @@ def test_json_has_every_variant_and_number(result):
         assert len(v["step_s_all"]) == 2
         assert v["saved_bytes"] == v["saved_activation_bytes"] + v["saved_weight_bytes"] > 0
         assert v["flops_per_example"] > 0
+        assert v["peak_step_bytes"] >= v["peak_forward_bytes"] > 0
     assert out["variants"]["dense"]["time_over_dense"] == 1.0
+    assert out["variants"]["dense"]["peak_over_dense"] == 1.0
+    assert len(out["environment"]["load_average"]["before"]) == 3
     assert out["environment"]["torch"] == torch.__version__ and out["threads"] == 1
 
 

@@ -45,29 +45,31 @@ may set its own, as it sets data size, width, epochs and learning rate
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+import pandas as pd
 import torch
 from torch import nn
 
-from swatlib.costmodel import (MeasuredLedger, MethodOptions, TopKCost, layer_table,
-                               nominal_ledger, plan)
+from swatlib.costmodel import (MeasuredLedger, MethodOptions, TopKCost, backward_memory,
+                               layer_table, nominal_ledger, plan)
 from swatlib.experiments import runs
 from swatlib.experiments.swat_methods import REGISTRY, get_method
 from swatlib.experiments.swat_settings import (BATCH_SIZE, MOMENTUM, RIGL_DELTA_T, SCHEDULE,
                                                WEIGHT_DECAY)
 from swatlib.models import MLP, SmallCNN
-from swatlib.swat import MODES, SWATLayer
+from swatlib.swat import MODES, SWATLayer, step_peak, swatify
 from swatlib.train import fit
 
 __all__ = [
     "DATASETS", "DATASET_NAMES", "EXPERIMENT", "FAMILY", "METHODS", "METHOD_LABELS", "MODE_LABELS",
     "SENSITIVITY_MODES", "RunResult", "build_model", "describe", "describe_setup", "load_data",
     "make_spec", "method_specs", "nominal_flops", "period_specs", "run", "run_many",
-    "sensitivity_specs",
+    "sensitivity_specs", "MEMORY_NETWORKS", "conv_stack", "memory_network", "peak_memory",
 ]
 
 #: Name (and format version) of these runs in the results cache.
@@ -401,3 +403,96 @@ def run_many(specs: Iterable[dict[str, Any]], *, log: Callable[[str], None] = pr
     """Every spec's result in order, duplicates run once, ``jobs`` worker processes
     (:func:`swatlib.experiments.runs.run_many`; None: ``$SWATLIB_JOBS``, default 1)."""
     return runs.run_many(FAMILY, specs, log=log, jobs=jobs)
+
+
+#: Networks of the peak-memory measurements: name -> (conv layers of the plain stack, or None
+#: for SmallCNN; default width).
+MEMORY_NETWORKS = {"smallcnn": (None, 32), "conv4": (4, 64), "conv12": (12, 64)}
+
+
+def conv_stack(depth: int, *, width: int = 64, density: float = 1.0, seed: int = 0,
+               image: tuple[int, int, int] = (1, 28, 28), classes: int = 10) -> nn.Sequential:
+    """The plain conv + ReLU stack of the peak-memory measurements (notebook ``32``, benchmark).
+
+    ``Conv 1→16→width→…→width`` (``depth`` convs, 3×3, padding 1, a ReLU after each), flattened
+    into one ``Linear(width·H·W → classes)``: no pooling and no BatchNorm, so every layer keeps
+    the full image size and SWAT compresses everything a step saves. Initialised from ``seed``;
+    ``density < 1`` swatifies it (SWAT-U, first layer dense). Module-level and picklable with
+    ``functools.partial``, for :func:`swatlib.swat.step_peak`'s fresh process.
+    """
+    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 2:
+        raise ValueError(f"depth must be an integer >= 2 (conv layers), got {depth!r}")
+    channels = [image[0], 16] + [width] * (depth - 1)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        layers: list[nn.Module] = []
+        for c_in, c_out in zip(channels, channels[1:]):
+            layers += [nn.Conv2d(c_in, c_out, 3, padding=1), nn.ReLU()]
+        model = nn.Sequential(*layers, nn.Flatten(),
+                              nn.Linear(channels[-1] * image[1] * image[2], classes))
+    return model if density >= 1.0 else swatify(model, density=density)
+
+
+def memory_network(network: str, density: float = 1.0, *, width: int | None = None,
+                   seed: int = 0) -> nn.Module:
+    """A network of :data:`MEMORY_NETWORKS`, initialised from ``seed``, SWAT-U at ``density < 1``.
+
+    ``"smallcnn"`` is :class:`~swatlib.models.SmallCNN` (BatchNorm, max-pooling); ``"conv4"`` and
+    ``"conv12"`` are :func:`conv_stack` of 4 and 12 convs. ``width`` defaults to the network's
+    (32 and 64). Picklable with ``functools.partial``, for :func:`swatlib.swat.step_peak`.
+    """
+    if network not in MEMORY_NETWORKS:
+        raise ValueError(f"network must be one of {tuple(MEMORY_NETWORKS)}, got {network!r}")
+    depth, default_width = MEMORY_NETWORKS[network]
+    width = default_width if width is None else width
+    if depth is not None:
+        return conv_stack(depth, width=width, density=density, seed=seed)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = SmallCNN(width=width)
+    return model if density >= 1.0 else swatify(model, density=density)
+
+
+def _predicted_saved_bytes(network: str, density: float, batch_size: int) -> int:
+    """The cost model's saved-for-backward bytes (bitmap index) of ``network`` under SWAT-U."""
+    table = layer_table(memory_network(network).to("meta"), input_shape=(1, 28, 28))
+    plans = plan(table, "swat-u" if density < 1.0 else "dense", density, batch_size=batch_size)
+    report = backward_memory(
+        table, batch_size=batch_size,
+        weight_density={p.layer.name: p.weight_density for p in plans},
+        activation_density={p.layer.name: p.saved_act_density for p in plans})
+    return report.activation_bytes + report.weight_bytes
+
+
+def peak_memory(networks: Sequence[str], densities: Sequence[float], *, batch_size: int,
+                threads: int = 1, seed: int = 0,
+                log: Callable[[str], None] | None = None) -> pd.DataFrame:
+    """Peak memory of a training step vs saved-for-backward bytes, dense and SWAT-U, measured.
+
+    The step trains on the first ``batch_size`` Fashion-MNIST training images and labels.
+    One row per (network, density): ``peak_bytes`` (:func:`swatlib.swat.step_peak`, a fresh
+    process per row), ``forward_peak_bytes``, ``graph_bytes``, ``saved_bytes`` (the meter),
+    ``predicted_saved_bytes`` (the cost model, bitmap index), and the reductions (%) of the
+    peak, of the saved bytes and of the prediction against the same network's dense row
+    (density 1 is always measured).
+    """
+    data = runs.load_dataset("fashion-mnist", max(batch_size, 1000), flatten=False)
+    x, y = data.x_train[:batch_size].clone(), data.y_train[:batch_size].clone()
+    rows = []
+    for network in networks:
+        for density in [1.0, *[d for d in densities if d < 1.0]]:
+            if log:
+                log(f"{network}, density {density:g}: peak of a training step")
+            build = functools.partial(memory_network, network, density, seed=seed)
+            peak = step_peak(build, x, y, threads=threads)
+            rows.append({"network": network, "conv_layers": MEMORY_NETWORKS[network][0],
+                         "density": density, "sparsity": round(100 * (1 - density), 4),
+                         "peak_bytes": peak.step, "forward_peak_bytes": peak.forward,
+                         "graph_bytes": peak.graph, "saved_bytes": peak.saved.total,
+                         "predicted_saved_bytes": _predicted_saved_bytes(network, density, len(x))})
+    table = pd.DataFrame(rows)
+    dense = table[table.density == 1.0].set_index("network")
+    for kind in ("peak", "saved", "predicted_saved"):
+        reference = table.network.map(dense[f"{kind}_bytes"])
+        table[f"{kind}_reduction"] = 100 * (1 - table[f"{kind}_bytes"] / reference)
+    return table

@@ -14,7 +14,8 @@ stay dense. The package:
 * :mod:`~swatlib.swat.relu` — :class:`MaskReLU`, a ReLU that saves a 1-bit mask;
 * :mod:`~swatlib.swat.swatify` — :func:`swatify` (SWAT-U / ERK / M, structured) and
   :func:`redistributable_layers`, the layers SWAT-M (:class:`swatlib.topology.SWATM`) shares its budget over;
-* :mod:`~swatlib.swat.memory` — measured backward-pass memory, activations vs weights;
+* :mod:`~swatlib.swat.memory` — measured backward-pass memory, activations vs weights, and the
+  peak memory of a training step;
 * :mod:`~swatlib.swat.baselines` — masked SET and RigL for conv + linear (the algorithms of
   :mod:`swatlib.topology` on :class:`~swatlib.sparse.MaskedWeight` layers), meProp.
 
@@ -27,7 +28,8 @@ from .baselines import masked_layers, masked_rigl, masked_set, meprop, wrap_mask
 from .compressed import INDEX_FORMATS, CompressedTensor, compress
 from .functions import Conv2dOp, LinearOp, Selection, SWATFunction, swat_op
 from .layers import MODES, SWATConv2d, SWATLayer, SWATLinear, name_swat_layers
-from .memory import SavedBytes, SavedTensorMeter, graph_resident_bytes, saved_bytes
+from .memory import (SavedBytes, SavedTensorMeter, StepPeak, graph_resident_bytes,
+                     measure_step_peak, saved_bytes, step_peak)
 from .relu import MaskReLU, mask_relu
 from .swatify import SWAT_METHODS, redistributable_layers, swat_densities, swatify
 from .topk_state import STRUCTURES, TopK
@@ -37,7 +39,8 @@ __all__ = [
     "INDEX_FORMATS", "CompressedTensor", "compress",
     "Conv2dOp", "LinearOp", "Selection", "SWATFunction", "swat_op",
     "MODES", "SWATConv2d", "SWATLayer", "SWATLinear", "name_swat_layers",
-    "SavedBytes", "SavedTensorMeter", "graph_resident_bytes", "saved_bytes",
+    "SavedBytes", "SavedTensorMeter", "StepPeak", "graph_resident_bytes", "measure_step_peak",
+    "saved_bytes", "step_peak",
     "MaskReLU", "mask_relu",
     "SWAT_METHODS", "redistributable_layers", "swat_densities", "swatify",
     "STRUCTURES", "TopK", "topk_mask",

@@ -137,7 +137,7 @@ class SWATLayer(nn.Module):
         return Selection(
             weight_forward=weight_mask if forward_w else None,
             weight_backward=weight_mask if backward_wa else None,
-            act_backward=self.act_topk(x, advance=advance) if backward_wa else None,
+            act_backward=self.act_topk.select(x, advance=advance) if backward_wa else None,
             index_format=fmt, name=name)
 
     def _swat_forward(self, x: torch.Tensor, op: Op) -> torch.Tensor:

@@ -14,9 +14,16 @@ table; this module *measures* it on a real model, two ways:
   counted because the backward pass reads it, although it costs nothing beyond the parameter.
 * :func:`graph_resident_bytes` — the process memory (resident set) released when the graph is
   freed: what the saved tensors *really* occupy, allocator included. Linux with glibc only.
+* :func:`step_peak` — the **peak** of a whole training step (forward, loss, backward, optimizer
+  step): the resident set's high-water mark (``VmHWM``, reset through ``/proc/self/clear_refs``)
+  above what the process held just before the step, after ``malloc_trim``, measured in a fresh
+  Python process so that nothing the caller allocated or cached counts. What the graph saves is
+  only part of it: the temporaries of the selection, of the compression and of the backward
+  products count too. Linux with glibc only.
 
 Which layers still keep dense copies in a swatified model: BatchNorm saves its dense input
-(plus per-channel statistics); max-pooling saves its dense input and an int64 argmax per output;
+(plus per-channel statistics: its backward needs the normalised input, which only the dense
+input gives back exactly); max-pooling saves its dense input and an int64 argmax per output;
 smooth activations (GELU, Tanh, Sigmoid, SiLU) and functional ``F.relu`` save dense tensors;
 dropout saves a 1-byte mask; the first layer, kept dense, saves the network input (which the data
 batch holds anyway). Average-pooling, flattening, residual additions and concatenations save
@@ -28,17 +35,23 @@ from __future__ import annotations
 import ctypes
 import gc
 import os
+import pickle
+import re
+import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .compressed import ROLE_ATTRIBUTE
 
-__all__ = ["SavedBytes", "SavedTensorMeter", "saved_bytes", "graph_resident_bytes"]
+__all__ = ["SavedBytes", "SavedTensorMeter", "saved_bytes", "graph_resident_bytes", "StepPeak",
+           "measure_step_peak", "step_peak"]
 
 
 @dataclass(frozen=True)
@@ -139,11 +152,36 @@ def saved_bytes(model: nn.Module, *inputs: torch.Tensor) -> SavedBytes:
     return meter.result
 
 
+def _glibc() -> ctypes.CDLL:
+    """glibc, for ``malloc_trim``; a RuntimeError off Linux / glibc."""
+    if not sys.platform.startswith("linux"):
+        raise RuntimeError("process memory is read from /proc: it needs Linux")
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.malloc_trim  # noqa: B018 - glibc only
+    except (OSError, AttributeError) as err:
+        raise RuntimeError(f"process memory needs glibc's malloc_trim: {err}") from err
+    return libc
+
+
 def _resident_bytes(libc: ctypes.CDLL) -> int:
     gc.collect()
     libc.malloc_trim(0)  # hand freed heap pages back, so that freed memory leaves the RSS
     with open("/proc/self/statm") as statm:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _reset_high_water() -> None:
+    with open("/proc/self/clear_refs", "w") as refs:
+        refs.write("5")  # resets VmHWM to the current resident set
+
+
+def _high_water_bytes() -> int:
+    with open("/proc/self/status") as status:
+        match = re.search(r"^VmHWM:\s+(\d+) kB", status.read(), re.MULTILINE)
+    if match is None:
+        raise RuntimeError("/proc/self/status has no VmHWM line")
+    return int(match.group(1)) * 1024
 
 
 def graph_resident_bytes(run: Callable[[], torch.Tensor]) -> int:
@@ -166,14 +204,122 @@ def graph_resident_bytes(run: Callable[[], torch.Tensor]) -> int:
     RuntimeError
         Off Linux / glibc, where the resident set cannot be read this way.
     """
-    if not sys.platform.startswith("linux"):
-        raise RuntimeError("graph_resident_bytes needs Linux (/proc/self/statm)")
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.malloc_trim  # noqa: B018 - glibc only
-    except (OSError, AttributeError) as err:
-        raise RuntimeError(f"graph_resident_bytes needs glibc's malloc_trim: {err}") from err
+    libc = _glibc()
     output = run()
     alive = _resident_bytes(libc)
     del output
     return alive - _resident_bytes(libc)
+
+
+@dataclass(frozen=True)
+class StepPeak:
+    """Process memory of one training step, in bytes above what the process held before it.
+
+    Attributes
+    ----------
+    step : int
+        Peak resident growth over the whole step: forward, loss, backward, optimizer update.
+    forward : int
+        Peak resident growth during the forward pass and the loss.
+    graph : int
+        Resident memory held after the forward pass (the graph and its saved tensors).
+    saved : SavedBytes
+        The saved-for-backward bytes of the same forward pass (:class:`SavedTensorMeter`).
+    """
+
+    step: int
+    forward: int
+    graph: int
+    saved: SavedBytes
+
+
+def measure_step_peak(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
+                      warmup: int = 1) -> StepPeak:
+    """:class:`StepPeak` of a cross-entropy SGD (momentum 0.9) step of ``model``, in this process.
+
+    ``warmup`` steps first allocate the gradients, the momentum buffers and the library caches;
+    then one step measures the step peak, and one more the forward peak and the graph. Prefer
+    :func:`step_peak`, which runs this in a fresh process.
+
+    Raises
+    ------
+    RuntimeError
+        Off Linux / glibc.
+    """
+    libc = _glibc()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+
+    def forward() -> torch.Tensor:
+        return F.cross_entropy(model(x), y)
+
+    def update(loss: torch.Tensor) -> None:
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    model.train()
+    for _ in range(warmup):
+        update(forward())
+    before = _resident_bytes(libc)
+    _reset_high_water()
+    update(forward())
+    step = _high_water_bytes() - before
+    before = _resident_bytes(libc)
+    _reset_high_water()
+    loss = forward()
+    peak_forward = _high_water_bytes() - before
+    graph = _resident_bytes(libc) - before
+    update(loss)
+    del loss
+    with SavedTensorMeter(model) as meter:
+        loss = forward()
+    del loss
+    assert meter.result is not None
+    return StepPeak(step, peak_forward, graph, meter.result)
+
+
+def _measure_in_child() -> None:
+    """Entry point of :func:`step_peak`'s process: pickled arguments in, pickled StepPeak out."""
+    build, x, y, threads, warmup = pickle.load(sys.stdin.buffer)
+    result, sys.stdout = sys.stdout.buffer, sys.stderr  # what the model prints goes to stderr
+    torch.set_num_threads(threads)
+    pickle.dump(measure_step_peak(build(), x, y, warmup=warmup), result)
+    result.flush()
+
+
+def step_peak(build: Callable[[], nn.Module], x: torch.Tensor, y: torch.Tensor, *,
+              threads: int = 1, warmup: int = 1) -> StepPeak:
+    """The peak memory of a training step of ``build()``, measured in a fresh process.
+
+    Parameters
+    ----------
+    build : callable
+        Returns the model to measure; it must pickle (a module-level function or a
+        ``functools.partial`` of one), because it runs in a new Python process.
+    x, y : torch.Tensor
+        Input batch and integer labels (sent to the process).
+    threads : int
+        torch intra-op threads there.
+    warmup : int
+        Unmeasured steps first (:func:`measure_step_peak`).
+
+    Returns
+    -------
+    StepPeak
+
+    Raises
+    ------
+    RuntimeError
+        Off Linux / glibc, or if the measuring process fails (its error output is quoted).
+    """
+    _glibc()
+    root = str(Path(__file__).resolve().parents[2])  # the directory that holds swatlib/
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        p for p in (root, os.environ.get("PYTHONPATH", "")) if p)}
+    child = subprocess.run(
+        [sys.executable, "-c", "from swatlib.swat.memory import _measure_in_child; _measure_in_child()"],
+        input=pickle.dumps((build, x, y, threads, warmup)), capture_output=True, env=env,
+        check=False)
+    if child.returncode:
+        raise RuntimeError(f"step_peak's measuring process failed: {child.stderr.decode()[-2000:]}")
+    return pickle.loads(child.stdout)

@@ -5,7 +5,8 @@ SWAT saves only ``TopK(X)`` of a layer's input (SPEC §5), but memory is only sa
 (``dX = dY · [Y > 0]``), which is exactly the dense input of the next convolution — so under a
 stock ReLU, SWAT's compressed copy would come on top of a dense one. The backward pass needs
 only the sign, so :class:`MaskReLU` saves ``[X > 0]`` packed eight elements to a byte
-(:func:`swatlib.swat.compressed.pack_bits`): 1/32 of the float32 output.
+(:func:`swatlib.swat.compressed.pack_where`): 1/32 of the float32 output. The mask is packed and,
+in the backward pass, unpacked chunk by chunk, so no dense boolean tensor exists at any time.
 
 The forward and backward values are identical to ``nn.ReLU``'s (the gradient at 0 is 0 for
 both). :func:`~swatlib.swat.swatify.swatify` swaps every ``nn.ReLU`` module for one; a ReLU called
@@ -20,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .compressed import pack_bits, unpack_bits
+from .compressed import masked_multiply, pack_where
 
 __all__ = ["MaskReLU", "mask_relu"]
 
@@ -28,9 +29,8 @@ __all__ = ["MaskReLU", "mask_relu"]
 class _MaskReLUFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, inplace: bool) -> torch.Tensor:
-        positive = x > 0
-        ctx.save_for_backward(pack_bits(positive))
-        ctx.shape = x.shape
+        positive, _ = pack_where(x, lambda values, _: values > 0)
+        ctx.save_for_backward(positive)
         if inplace:
             ctx.mark_dirty(x)
             return x.clamp_min_(0)
@@ -39,8 +39,7 @@ class _MaskReLUFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor, None]:
         (packed,) = ctx.saved_tensors
-        positive = unpack_bits(packed, ctx.shape.numel()).view(ctx.shape)
-        return grad_out * positive, None
+        return masked_multiply(grad_out.contiguous(), packed), None
 
 
 def mask_relu(x: torch.Tensor, inplace: bool = False) -> torch.Tensor:

@@ -35,7 +35,7 @@ from torch import nn
 
 from swatlib.costmodel.ledger import EXTRA_PHASES, record_extra
 from swatlib.costmodel.methods import TopKCost
-from swatlib.topk import check_density, topk_count
+from swatlib.topk import check_density, magnitude_mask, topk_threshold
 
 __all__ = ["STRUCTURES", "TopK", "check_period", "check_structured"]
 
@@ -113,10 +113,13 @@ class TopK(nn.Module):
         self._density = check_density(state["density"])
 
     def scores(self, x: torch.Tensor) -> torch.Tensor:
-        """What is ranked: ``|x|``, or the L1 norm of each kernel slice / filter."""
-        magnitude = x.detach().abs()
+        """What is ranked: ``x`` itself (by magnitude), or the L1 norm of each kernel slice / filter.
+
+        Unstructured selection ranks ``|x|`` without computing it whole (:mod:`swatlib.topk`).
+        """
         if self.structured is None:
-            return magnitude
+            return x.detach()
+        magnitude = x.detach().abs()
         if x.dim() < 2:
             raise ValueError(f"structured Top-K needs a weight of >= 2 dimensions, got {x.dim()}")
         groups = magnitude.reshape(x.shape[0], x.shape[1], -1)
@@ -125,11 +128,13 @@ class TopK(nn.Module):
         return groups.sum(dim=(1, 2))
 
     def _threshold(self, scores: torch.Tensor) -> torch.Tensor:
-        """θ: the k-th largest score, as :func:`swatlib.topk.topk_threshold` (scores are ≥ 0)."""
-        flat = scores.reshape(-1)
-        return flat.kthvalue(flat.numel() - topk_count(flat.numel(), self._density) + 1).values
+        """θ: the k-th largest ``|score|`` (:func:`swatlib.topk.topk_threshold`)."""
+        return topk_threshold(scores, self._density)
 
-    def _expand(self, kept: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    def _mask(self, scores: torch.Tensor, threshold: torch.Tensor,
+              shape: torch.Size) -> torch.Tensor:
+        """``|scores| >= θ``, expanded from groups to the elements of a tensor of ``shape``."""
+        kept = magnitude_mask(scores, threshold)
         if self.structured is None:
             return kept
         groups = kept.reshape(shape[0], -1 if self.structured == "channel" else 1, 1)
@@ -143,7 +148,38 @@ class TopK(nn.Module):
         scores = self.scores(x)
         stored = not math.isnan(float(self.threshold))
         threshold = self.threshold.to(scores.dtype) if stored else self._threshold(scores)
-        return self._expand(scores >= threshold, x.shape)
+        return self._mask(scores, threshold, x.shape)
+
+    def select(self, x: torch.Tensor, *, advance: bool) -> torch.Tensor:
+        """θ of this call, for an unstructured selection: keep ``|x| >= θ`` (no mask is built).
+
+        Threshold reuse, step counting and the ledger record are :meth:`forward`'s; a SWAT layer
+        passes θ of its input activation to :func:`~swatlib.swat.compressed.compress`, which
+        applies it chunk by chunk.
+
+        Raises
+        ------
+        ValueError
+            For a structured selection, whose θ ranks groups, not entries.
+        """
+        if self.structured is not None:
+            raise ValueError("select() is for unstructured Top-K; structured selections need forward()")
+        return self._select(x.detach(), x.numel(), advance)
+
+    def _select(self, scores: torch.Tensor, numel: int, advance: bool) -> torch.Tensor:
+        recompute = not advance or int(self.step) % self.period == 0
+        if recompute:
+            threshold = self._threshold(scores)
+            if advance:
+                self.threshold.copy_(threshold)
+        else:
+            threshold = self.threshold.to(scores.dtype)
+        if advance:
+            self.step.add_(1)
+        cost = TopKCost()
+        record_extra("topk", self.phase, cost.mask_flops * numel
+                     + (cost.select_flops * scores.numel() if recompute else 0.0))
+        return threshold
 
     def forward(self, x: torch.Tensor, *, advance: bool) -> torch.Tensor:
         """Boolean mask of the kept entries of ``x``.
@@ -162,16 +198,4 @@ class TopK(nn.Module):
             Boolean, shape of ``x``.
         """
         scores = self.scores(x)
-        recompute = not advance or int(self.step) % self.period == 0
-        if recompute:
-            threshold = self._threshold(scores)
-            if advance:
-                self.threshold.copy_(threshold)
-        else:
-            threshold = self.threshold.to(scores.dtype)
-        if advance:
-            self.step.add_(1)
-        cost = TopKCost()
-        record_extra("topk", self.phase, cost.mask_flops * x.numel()
-                     + (cost.select_flops * scores.numel() if recompute else 0.0))
-        return self._expand(scores >= threshold, x.shape)
+        return self._mask(scores, self._select(scores, x.numel(), advance), x.shape)
