@@ -21,6 +21,7 @@ $(STAMP): requirements.txt pyproject.toml
 
 data: $(STAMP)
 	$(PY) -m swatlib.data ensure fashion-mnist
+	$(PY) -m swatlib.data ensure wordnet
 
 reproduce: data
 	$(PY) -m swatlib.reproduce --profile $(PROFILE) --jobs auto

@@ -8,6 +8,8 @@ published as code. This package makes it explicit:
 * :mod:`~swatlib.costmodel.methods` — per-layer densities and per-phase tensor densities of
   dense, SWAT-U/ERK/M, SET, RigL and meProp;
 * :mod:`~swatlib.costmodel.ledger` — FLOP ledger, nominal or measured during training;
+* :mod:`~swatlib.costmodel.transformer` — the ledger of a toy-BERT training step (attention,
+  softmax, LayerNorm, GELU, embedding, MLM decoder, AdamW);
 * :mod:`~swatlib.costmodel.memory` — bytes saved for the backward pass, per index format;
 * :mod:`~swatlib.costmodel.accelerator` — analytic zero-skipping PE-array model;
 * :mod:`~swatlib.costmodel.report` — :func:`analyse`, one flat record per configuration.
@@ -21,6 +23,8 @@ from .accelerator import (CALIBRATED_LOAD_IMBALANCE, AcceleratorConfig, Accelera
 from .layers import LayerInfo, compute_layers, layer_table, total_macs
 from .ledger import (FlopLedger, LedgerEntry, MeasuredLedger, active_ledger, nominal_ledger,
                      record, record_extra)
+from .transformer import (ADAMW_FLOPS_PER_PARAMETER, TransformerShape, model_densities, model_ledger,
+                          model_shape, rigl_growth_flops, transformer_ledger)
 from .memory import INDEX_FORMATS, MemoryReport, SavedTensor, backward_memory, tensor_bytes
 from .methods import (DISTRIBUTIONS, METHODS, PHASES, LayerPlan, MethodOptions, MethodSpec,
                       PhaseDensities, TopKCost, get_method, layer_densities, method_names, plan)
@@ -33,6 +37,9 @@ __all__ = [
     "LayerInfo", "compute_layers", "layer_table", "total_macs",
     "FlopLedger", "LedgerEntry", "MeasuredLedger", "active_ledger", "nominal_ledger",
     "record", "record_extra",
+    "ADAMW_FLOPS_PER_PARAMETER", "TransformerShape", "model_densities", "model_ledger", "model_shape",
+    "rigl_growth_flops",
+    "transformer_ledger",
     "INDEX_FORMATS", "MemoryReport", "SavedTensor", "backward_memory", "tensor_bytes",
     "DISTRIBUTIONS", "METHODS", "PHASES", "LayerPlan", "MethodOptions", "MethodSpec",
     "PhaseDensities", "TopKCost", "get_method", "layer_densities", "method_names", "plan",

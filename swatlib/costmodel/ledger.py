@@ -21,7 +21,10 @@ otherwise.
 
 Everything that is not conv / linear work is kept as separate *extras*, never dropped:
 ``batchnorm``, ``activation``, ``pooling``, ``optimizer``, ``topk`` and ``redistribution``
-(SWAT-M), each in phase ``forward``, ``backward`` or ``update``. Per-element costs:
+(SWAT-M), each in phase ``forward``, ``backward`` or ``update``; a transformer adds
+``attention`` (score and value products), ``softmax``, ``layernorm``, ``embedding``,
+``residual``, ``loss`` and RigL's ``dense_gradient`` (:mod:`swatlib.costmodel.transformer`,
+where GELU is an ``activation`` and AdamW the ``optimizer``). Per-element costs:
 
 * BatchNorm (training mode): forward 4 FLOPs per element (sum and sum of squares for the
   statistics: 2; normalise-and-affine folded into one multiply-add: 2); backward 7 (the two
@@ -60,8 +63,10 @@ __all__ = [
     "nominal_ledger", "MeasuredLedger", "active_ledger", "record", "record_extra",
 ]
 
-#: Kinds of work counted beside conv / linear MACs.
-EXTRA_KINDS = ("batchnorm", "activation", "pooling", "optimizer", "topk", "redistribution")
+#: Kinds of work counted beside conv / linear MACs (the last seven are the transformer's:
+#: :mod:`swatlib.costmodel.transformer`).
+EXTRA_KINDS = ("batchnorm", "activation", "pooling", "optimizer", "topk", "redistribution",
+               "attention", "softmax", "layernorm", "embedding", "residual", "loss", "dense_gradient")
 #: Phases of the extras.
 EXTRA_PHASES = ("forward", "backward", "update")
 #: BatchNorm FLOPs per element, by phase.

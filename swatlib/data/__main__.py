@@ -9,6 +9,7 @@ import argparse
 import sys
 
 from swatlib.data import DATASETS, ensure
+from swatlib.data.provision import CORPORA
 from swatlib.data.errors import CorruptDataError, DatasetNotFoundError
 
 
@@ -20,7 +21,8 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     ensure_parser = commands.add_parser("ensure", help="install or download datasets if missing")
     ensure_parser.add_argument(
-        "names", nargs="+", choices=DATASETS, metavar="NAME", help=", ".join(DATASETS)
+        "names", nargs="+", choices=(*DATASETS, *CORPORA), metavar="NAME",
+        help=", ".join((*DATASETS, *CORPORA))
     )
     args = parser.parse_args(argv)
     try:

@@ -6,7 +6,9 @@ as root with ``apt-get`` on PATH, run ``apt-get update`` (a fresh Debian machine
 may be empty) and ``apt-get install -y dataset-fashion-mnist``; if that is impossible or fails,
 download the official files with checksum verification (Fashion-MNIST, CIFAR-10). Datasets with
 no trusted checksum (Higgs, Leukemia) are never downloaded: the error says where to get them.
-Madelon always has its offline Madelon-like generator, so it never fails.
+Madelon always has its offline Madelon-like generator, so it never fails. The WordNet corpus
+(``wordnet``, :mod:`swatlib.data.wordnet`) comes from Debian's ``wordnet-base`` in the same way, or
+from a user's copy; it is never downloaded.
 
 The apt runner and the fetcher are parameters, so tests exercise every branch with neither
 network nor apt.
@@ -21,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
-from swatlib.data import _files, cifar10, fashion_mnist, higgs, leukemia, madelon
+from swatlib.data import _files, cifar10, fashion_mnist, higgs, leukemia, madelon, wordnet
 from swatlib.data.errors import CorruptDataError, DatasetNotFoundError
 
 #: ``run(cmd, check=False, env=...)`` with :func:`subprocess.run`'s contract.
@@ -34,6 +36,9 @@ _MODULES: dict[str, ModuleType] = {
     "higgs": higgs,
     "leukemia": leukemia,
 }
+#: Text corpora (not :data:`swatlib.data.DATASETS`: they are not labelled datasets), made present
+#: from their Debian package or a user's copy, never downloaded.
+CORPORA: dict[str, ModuleType] = {"wordnet": wordnet}
 _DOWNLOADERS = {
     "fashion-mnist": fashion_mnist.download_fashion_mnist,
     "cifar10": cifar10.download_cifar10,
@@ -73,9 +78,10 @@ def ensure(
     Parameters
     ----------
     name
-        One of ``fashion-mnist``, ``madelon``, ``cifar10``, ``higgs``, ``leukemia``.
+        One of ``fashion-mnist``, ``madelon``, ``cifar10``, ``higgs``, ``leukemia``, or a corpus of
+        :data:`CORPORA` (``wordnet``).
     use_apt
-        Try apt for Fashion-MNIST; None means "if :func:`apt_usable`".
+        Try apt for Fashion-MNIST and the corpora; None means "if :func:`apt_usable`".
     run
         Runs the apt commands (default :func:`subprocess.run`).
     fetch
@@ -96,8 +102,10 @@ def ensure(
     DatasetNotFoundError
         If the dataset could not be made available; the one-line message names the command to run.
     """
+    if name in CORPORA:
+        return _ensure_corpus(name, CORPORA[name], use_apt, run, log)
     if name not in _MODULES:
-        raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(_MODULES)}")
+        raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join([*_MODULES, *CORPORA])}")
     module = _MODULES[name]
     found = _files.find_dir(module.SUBDIR, module.FILES)
     if found is not None:
@@ -123,3 +131,18 @@ def ensure(
         ) from None
     log(f"{name}: downloaded to {found}")
     return found
+
+
+def _ensure_corpus(name: str, module: ModuleType, use_apt: bool | None, run: Runner,
+                   log: Callable[[str], None]) -> Path:
+    """Found, else ``apt-get install`` its Debian package as root, else a one-line error naming the fix."""
+    found = module.find_wordnet()
+    if found is not None:
+        log(f"{name}: found in {found}")
+        return found
+    if (apt_usable() if use_apt is None else use_apt) and _apt_install(module.APT_PACKAGE, run, log):
+        found = module.find_wordnet()
+        if found is not None:
+            log(f"{name}: installed in {found}")
+            return found
+    raise DatasetNotFoundError(f"{module.NAME} not found: {module.NOT_FOUND_FIX}")

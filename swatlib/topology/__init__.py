@@ -14,6 +14,10 @@ algorithm                ``when``            what it does
                                              truly sparse on ``SparseLinear`` (blockwise scores)
 :class:`ImportancePruning`  ``epoch``        remove the least important hidden neurons (§3)
 :class:`SWATM`           ``optimizer_step``  SWAT-M: share the nnz budget across layers by momentum (§5)
+:class:`GradualMagnitudePruning`  ``optimizer_step``  prune the smallest |w| to Zhu & Gupta's cubic
+                                             density schedule, no regrowth (§8)
+:class:`Densify`         ``optimizer_step``  grow the density linearly, new connections at random with
+                                             weight 0 (with RigL: the toy-BERT study's new idea, §8)
 =======================  ==================  ===========================================================
 
 SET and RigL work on ``SparseLinear`` (truly sparse), ``MaskedLinear`` and any stock ``nn.Linear`` /
@@ -21,6 +25,8 @@ SET and RigL work on ``SparseLinear`` (truly sparse), ``MaskedLinear`` and any s
 """
 
 from swatlib.topology.base import WHEN, ConnectionMap, TopologyAlgorithm, check_connection_layers
+from swatlib.topology.densify import Densify
+from swatlib.topology.gmp import GradualMagnitudePruning
 from swatlib.topology.pruning import SCHEDULES, TIMINGS, ImportancePruning, pruning_epochs
 from swatlib.topology.redistribution import SWATM
 from swatlib.topology.rigl import RigL, grow_by_score
@@ -32,6 +38,8 @@ __all__ = [
     "TIMINGS",
     "WHEN",
     "ConnectionMap",
+    "Densify",
+    "GradualMagnitudePruning",
     "ImportancePruning",
     "RigL",
     "SET",
