@@ -6,7 +6,7 @@ batch 128, float32, one thread) it times, on the same operands:
 ``forward``
     ``Yᵀ = b + W Xᵀ`` — native ``spmm`` vs torch's CSR ``addmm``;
 ``grad_input``
-    ``dXᵀ = Wᵀ dYᵀ`` — native ``spmm`` through the transposition permutation vs torch's CSR
+    ``dXᵀ = Wᵀ dYᵀ`` — native ``spmm_t`` (a scatter over ``W``'s own CSR structure) vs torch's CSR
     ``sparse.mm`` on ``Wᵀ`` (values gathered with ``index_select``, as the fallback does);
 ``grad_weight``
     ``dW`` at the connections — native ``sddmm`` vs ``torch.sparse.sampled_addmm``;
@@ -30,6 +30,7 @@ import torch
 
 from swatlib.dropout import inverted_dropout
 from swatlib.sparse import SparseLinear, native
+from swatlib.sparse.sparse_linear import _transposed
 
 SHAPES = ((784, 1000), (1000, 1000))
 EPSILON = 20.0
@@ -72,8 +73,10 @@ def time_layer(n_in: int, n_out: int, *, epsilon: float = EPSILON, batch: int = 
     x_t = torch.randn(n_in, batch, generator=generator)
     g_t = torch.randn(n_out, batch, generator=generator)
     crow, col = layer.crow_indices, layer.col_indices
-    t_crow, t_col, t_perm = layer.t_crow_indices, layer.t_col_indices, layer.t_perm
-    weight = torch.sparse_csr_tensor(crow, col, values, (n_out, n_in), check_invariants=False)
+    # torch's kernels take the int64 indices and transposed structure the layer builds for its fallback
+    fallback = _transposed(crow, col, n_out, n_in, {})
+    t_crow, t_col, t_perm = fallback["t_crow"], fallback["t_col"], fallback["perm"]
+    weight = torch.sparse_csr_tensor(crow, fallback["col"], values, (n_out, n_in), check_invariants=False)
 
     def torch_grad_input():
         weight_t = torch.sparse_csr_tensor(t_crow, t_col, torch.index_select(values, 0, t_perm), (n_in, n_out),
@@ -83,7 +86,7 @@ def time_layer(n_in: int, n_out: int, *, epsilon: float = EPSILON, batch: int = 
     kernels = {
         "forward": {"native": lambda: native.spmm(crow, col, values, x_t, bias),
                     "torch": lambda: torch.addmm(bias[:, None], weight, x_t)},
-        "grad_input": {"native": lambda: native.spmm(t_crow, t_col, values, g_t, perm=t_perm),
+        "grad_input": {"native": lambda: native.spmm_t(crow, col, values, g_t, n_in),
                        "torch": torch_grad_input},
         "grad_weight": {"native": lambda: native.sddmm(crow, col, g_t, x_t),
                         "torch": lambda: torch.sparse.sampled_addmm(weight, g_t, x_t.t(), beta=0.0)},

@@ -27,6 +27,10 @@ Variants — the same ``swatlib.models`` network, only the linear layers differ:
     evolution: its ``SET.update()`` once, on the three hidden layers. Install it into a throw-away
     directory and put that on ``PYTHONPATH`` (see benchmarks/README.md).
 
+Bytes per connection in training: what each variant's model and optimizer hold after a few training
+steps (parameters, gradients, momentum, index structures; :func:`swatlib.sparse.state_bytes`, and for
+sparselab its PaddedCSR arrays and cached transposes), divided by its connections.
+
 Memory: peak RSS (``VmHWM``) of a fresh subprocess that builds a truly sparse
 65536-100000-100000-2 SET-MLP at ε = 10 and runs one training step (batch 128, random inputs), and the
 same at other ε, so that the growth per connection can be read off; the dense / masked weight storage
@@ -63,7 +67,7 @@ from torch import nn  # noqa: E402
 
 from swatlib.models.mlp import MLP, SparseMLP  # noqa: E402
 from swatlib.optim import make_optimizer  # noqa: E402
-from swatlib.sparse import epsilon_to_density, native  # noqa: E402
+from swatlib.sparse import epsilon_to_density, native, state_bytes  # noqa: E402
 from swatlib.topology import SET, evolvable_layers  # noqa: E402
 
 SIZES = (784, 1000, 1000, 1000, 10)
@@ -85,7 +89,9 @@ MEMORY_EXTRA_EPSILONS = (5.0, 20.0, 40.0)
 #: glibc ``M_MMAP_THRESHOLD`` of the memory subprocesses (bytes), see :func:`measure_memory`.
 MMAP_THRESHOLD = 128 * 1024
 
-GOALS = {"swatlib_over_sparselab": 0.8, "swatlib_over_masked": 0.25}
+GOALS = {"swatlib_over_sparselab": 0.5, "swatlib_over_masked": 0.25, "swatlib_bytes_per_connection": 20.0}
+#: Training steps before the bytes per connection are counted (gradients and momentum then exist).
+HELD_STEPS = 3
 
 
 # --------------------------------------------------------------------------- sparselab
@@ -186,6 +192,46 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Ten
     return last
 
 
+def _sparselab_bytes(sparselab, model: nn.Module, seen: set[int]) -> int:
+    """Bytes of sparselab's own arrays (PaddedCSR of every layer, cached transposes) not in ``seen``."""
+    import numpy as np
+
+    cache = getattr(getattr(sparselab, "ops", None), "_transpose_cache", {})
+    arrays = []
+    for layer in model.linears:
+        csr = layer._csr
+        entry = cache.get(id(csr))
+        for structure in (csr, None if entry is None else entry[2]):
+            if structure is not None:
+                arrays += [np.asarray(getattr(structure, name)) for name in
+                           ("values", "col_indices", "row_start", "row_nnz", "row_capacity")]
+        if entry is not None:
+            arrays.append(np.asarray(entry[3]))  # the permutation
+    total = 0
+    for array in arrays:
+        if array.ctypes.data not in seen:
+            seen.add(array.ctypes.data)
+            total += array.nbytes
+    return total
+
+
+def held_bytes_per_connection(variant: str, x: torch.Tensor, y: torch.Tensor, *, sizes: Sequence[int],
+                              epsilon: float, batch_size: int, seed: int, sparselab=None) -> float:
+    """Bytes a fresh ``variant`` model and its optimizer hold per connection after ``HELD_STEPS`` steps."""
+    model, optimizer, _ = build(variant, sizes, epsilon, seed, sparselab)
+    torch.manual_seed(seed)
+    with _kernels(variant):
+        for i in range(HELD_STEPS):
+            batch = slice(i * batch_size, (i + 1) * batch_size)
+            F.cross_entropy(model(x[batch]), y[batch]).backward()
+            optimizer.step()
+    total = state_bytes(model, optimizer)
+    if variant == "sparselab":
+        seen = {t.untyped_storage().data_ptr() for t in model.parameters()}
+        total += _sparselab_bytes(sparselab, model, seen)
+    return total / connections(model)
+
+
 def _kernels(variant: str) -> contextlib.AbstractContextManager:
     """torch's kernels for ``swatlib_torch``, swatlib's native ones (when available) for the rest."""
     return native.disabled() if variant == "swatlib_torch" else contextlib.nullcontext()
@@ -238,6 +284,10 @@ def run_speed(x: torch.Tensor, y: torch.Tensor, *, sizes: Sequence[int] = SIZES,
         for medians in (out, cpu):
             mine, theirs = medians["swatlib_s"], medians[f"{other}_s"]
             medians[f"swatlib_over_{other}"] = mine / theirs if mine is not None and theirs else None
+    out["bytes_per_connection"] = {
+        v: held_bytes_per_connection(v, x, y, sizes=sizes, epsilon=epsilon, batch_size=batch_size, seed=seed,
+                                     sparselab=sparselab) for v in runs}
+    out["swatlib_bytes_per_connection"] = out["bytes_per_connection"]["swatlib"]
     out["goals"] = {name: {"target": bound, "measured": out[name],
                            "met": None if out[name] is None else out[name] <= bound}
                     for name, bound in GOALS.items()}
@@ -408,14 +458,14 @@ def summary(result: dict) -> str:
              f"one epoch + one evolution, median of {result['repeats']}",
              f"{env['cpu']}, {env['logical_cpus']} logical CPUs, torch {env['torch']}, "
              f"{env['torch_threads']} thread(s), sparselab {env['sparselab'] or 'absent'}", "",
-             f"{'variant':13s} {'wall s':>8s} {'CPU s':>8s} {'evolution s':>12s} {'nnz':>11s}"]
+             f"{'variant':13s} {'wall s':>8s} {'CPU s':>8s} {'evolution s':>12s} {'nnz':>11s} {'B/connection':>13s}"]
     for v in VARIANTS:
         s = result[f"{v}_s"]
         if s is None:
             lines.append(f"{v:13s} {'n/a':>8s}")
         else:
             lines.append(f"{v:13s} {s:8.2f} {cpu[v + '_s']:8.2f} {result['evolve_s'][v]:12.3f} "
-                         f"{result['nnz'][v]:11,}")
+                         f"{result['nnz'][v]:11,} {result['bytes_per_connection'][v]:13.1f}")
     lines.append("")
     for other in ("sparselab", "swatlib_torch", "masked", "dense"):
         r, c = result[f"swatlib_over_{other}"], cpu[f"swatlib_over_{other}"]

@@ -54,6 +54,11 @@ def test_json_has_every_key_and_sparselab_absent_is_null(result):
     assert out["swatlib_over_swatlib_torch"] > 0
     assert set(out["runs"]) == {"swatlib", "swatlib_torch", "masked", "dense"}
     assert out["environment"]["sparselab"] is None and out["n_train"] == 300
+    held = out["bytes_per_connection"]
+    assert set(held) == set(out["runs"]) and out["swatlib_bytes_per_connection"] == held["swatlib"]
+    # value + gradient + momentum at least; the masked twin also holds every absent weight
+    assert 12 < held["swatlib"] < held["masked"]
+    assert out["goals"]["swatlib_bytes_per_connection"]["met"] in (True, False)
 
 
 def test_native_and_torch_kernels_train_the_same_model(result):

@@ -1,4 +1,5 @@
-"""Inverted dropout: keep rate, scaling, gradient, layout, reproducibility, native == torch fallback."""
+"""Inverted dropout: keep rate, scaling, gradient, layout, reproducibility, native == torch fallback; the fused
+All-ReLU + dropout against the two ops it replaces."""
 
 from __future__ import annotations
 
@@ -7,7 +8,14 @@ import math
 import pytest
 import torch
 
-from swatlib.dropout import inverted_dropout, keep_threshold
+import contextlib
+
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from swatlib.dropout import inverted_dropout, keep_threshold, relu_dropout
+from swatlib.models.mlp import SparseMLP
 from swatlib.sparse import native
 
 
@@ -87,3 +95,66 @@ class _nothing:
 
     def __exit__(self, *exc):
         return False
+
+
+def _kernel_sets():
+    return [contextlib.nullcontext, native.disabled] if native.available() else [native.disabled]
+
+
+@settings(max_examples=30, deadline=None)
+@given(rows=st.integers(1, 40), cols=st.integers(1, 40), transposed=st.booleans(), double=st.booleans(),
+       slope=st.sampled_from([-0.6, 0.6, 0.0]), p=st.sampled_from([0.3, 0.5]), seed=st.integers(0, 1000))
+def test_relu_dropout_gives_the_bits_of_leaky_relu_then_dropout(rows, cols, transposed, double, slope, p, seed):
+    dtype = torch.float64 if double else torch.float32
+    base = torch.randn(cols, rows, dtype=dtype, generator=torch.Generator().manual_seed(seed))
+    base[0, 0] = 0.0  # the boundary: z = 0 takes the slope
+    grad = torch.randn(rows, cols, dtype=dtype, generator=torch.Generator().manual_seed(seed + 1))
+    for kernels in _kernel_sets():
+        results = []
+        for fused in (True, False):
+            z = (base.t() if transposed else base.t().contiguous()).clone().requires_grad_()
+            torch.manual_seed(seed)
+            with kernels():
+                y = relu_dropout(z, slope, p) if fused else inverted_dropout(F.leaky_relu(z, slope), p)
+                y.backward(grad)
+            results.append((y.detach(), z.grad, (y.is_contiguous(), y.t().is_contiguous())))  # layout kept
+        (y1, g1, s1), (y2, g2, s2) = results
+        assert torch.equal(y1, y2) and torch.equal(g1, g2) and s1 == s2
+
+
+def test_relu_dropout_keeps_one_bit_per_element_for_each_mask():
+    z = torch.randn(128, 1000, requires_grad=True)
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        relu_dropout(z, -0.6, 0.3)
+    assert [(t.dtype, t.numel()) for t in saved] == [(torch.uint8, 128 * 1000 // 8)] * 2
+
+
+def test_relu_dropout_gradcheck_float64():
+    z = torch.randn(7, 9, dtype=torch.float64, requires_grad=True)
+
+    def fixed_mask(t):
+        torch.manual_seed(0)
+        return relu_dropout(t, -0.6, 0.3)
+
+    assert torch.autograd.gradcheck(fixed_mask, (z,))
+
+
+def test_sparse_mlp_training_step_is_the_unfused_one():
+    model = SparseMLP([30, 20, 20, 3], epsilon=3.0, dropout=0.3, generator=torch.Generator().manual_seed(0))
+    x = torch.randn(16, 30, generator=torch.Generator().manual_seed(1))
+
+    def unfused():
+        h = x
+        for linear, activation in zip(model.linears, model.activations):
+            h = inverted_dropout(activation(linear(h)), 0.3)
+        return model.linears[-1](h)
+
+    grads = []
+    for forward in (model, lambda _: unfused()):
+        model.zero_grad(set_to_none=True)
+        torch.manual_seed(5)
+        out = forward(x)
+        out.square().sum().backward()
+        grads.append([out.detach()] + [p.grad.clone() for p in model.parameters()])
+    assert all(torch.equal(a, b) for a, b in zip(*grads))

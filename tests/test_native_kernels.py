@@ -60,9 +60,8 @@ def test_spmm_and_sddmm_match_the_dense_products(n_rows, n_cols, batch, density,
     expected = dense @ x + (0 if b is None else b[:, None])
     torch.testing.assert_close(native.spmm(_csr_pointers(rows, n_rows), cols, values, x, b), expected, **tolerance)
 
-    # The transposed weight through a permutation of the same values, as SparseLinear's backward uses it.
-    t_order = torch.argsort(cols * n_rows + rows)
-    got = native.spmm(_csr_pointers(cols, n_cols), rows[t_order], values, g, perm=t_order)
+    # The transposed product on the same CSR structure, as SparseLinear's backward uses it.
+    got = native.spmm_t(_csr_pointers(rows, n_rows), cols, values, g, n_cols)
     torch.testing.assert_close(got, dense.t() @ g, **tolerance)
 
     got = native.sddmm(_csr_pointers(rows, n_rows), cols, g, x)
@@ -70,18 +69,32 @@ def test_spmm_and_sddmm_match_the_dense_products(n_rows, n_cols, batch, density,
 
 
 @needs_native
-def test_threads_give_the_same_bits_as_one_thread():
-    crow, cols, values, x, g = _operands(300, 200, 0.05, 0, 70)
+@pytest.mark.parametrize("batch", [70, 200])  # one or several blocks of batch columns, with a remainder
+def test_threads_give_the_same_bits_as_one_thread(batch):
+    crow, cols, values, x, g = _operands(300, 200, 0.05, 0, batch)
     threads = torch.get_num_threads()
     try:
-        torch.set_num_threads(1)
-        one = native.spmm(crow, cols, values, x), native.sddmm(crow, cols, g, x)
-        torch.set_num_threads(2)
-        two = native.spmm(crow, cols, values, x), native.sddmm(crow, cols, g, x)
+        results = []
+        for count in (1, 2):
+            torch.set_num_threads(count)
+            results.append((native.spmm(crow, cols, values, x), native.sddmm(crow, cols, g, x),
+                            native.spmm_t(crow, cols, values, g, 200)))
     finally:
         torch.set_num_threads(threads)
-    for a, b in zip(one, two):
-        assert torch.equal(a, b)  # every row is computed by one thread in the same order
+    for a, b in zip(*results):
+        assert torch.equal(a, b)  # every output element is computed by one thread in the same order
+
+
+@needs_native
+@pytest.mark.parametrize("batch", [1, 64, 70, 128])
+def test_transposed_scatter_gives_the_bits_of_a_gather_over_the_transposed_structure(batch):
+    # spmm_t sums each element in ascending row order, as a CSR gather over Wᵀ (rows sorted within each
+    # column) does: SparseLinear's input gradient has the bits it had when the layer kept Wᵀ's indices.
+    crow, cols, values, _, g = _operands(120, 90, 0.1, 2, batch)
+    rows = torch.repeat_interleave(torch.arange(120), crow.diff())
+    t_order = torch.argsort(cols * 120 + rows)
+    gather = native.spmm(_csr_pointers(cols, 90), rows[t_order], values[t_order], g)
+    assert torch.equal(native.spmm_t(crow, cols, values, g, 90), gather)
 
 
 @needs_native
@@ -162,3 +175,19 @@ def test_int32_indices_are_converted_and_give_the_same_products():
     as32 = [t.to(torch.int32) for t in (crow, cols)]
     assert torch.equal(native.spmm(*as32, values, x), native.spmm(crow, cols, values, x))
     assert torch.equal(native.sddmm(*as32, g, x), native.sddmm(crow, cols, g, x))
+    assert torch.equal(native.spmm_t(*as32, values, g, 20), native.spmm_t(crow, cols, values, g, 20))
+
+
+@needs_native
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(0, 3000), total=st.integers(1, 10**13), seed=st.integers(0, 10**6))
+def test_sort_unique_matches_torch_unique(n, total, seed):
+    keys = torch.randint(0, total, (n,), generator=torch.Generator().manual_seed(seed))
+    assert torch.equal(native.sort_unique(keys, total), torch.unique(keys))
+
+
+@needs_native
+def test_sort_unique_is_correct_for_uneven_keys_too():
+    # Repeats, a cluster and the extremes of the range: correct, only the O(n) time assumes even keys.
+    keys = torch.tensor([7, 7, 0, 10**9 - 1, 5, 6, 5, *range(100, 400)] * 3, dtype=torch.int64)
+    assert torch.equal(native.sort_unique(keys, 10**9), torch.unique(keys))

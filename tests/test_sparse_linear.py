@@ -23,6 +23,7 @@ from swatlib.sparse import (
     random_connections,
     native,
     sample_free_positions,
+    state_bytes,
 )
 
 
@@ -125,10 +126,38 @@ def test_trainable_state_is_values_plus_index_buffers():
     params = dict(layer.named_parameters())
     assert set(params) == {"values", "bias"}
     assert params["values"].dim() == 1 and params["values"].numel() == layer.nnz
-    for name, buffer in layer.named_buffers():
-        assert buffer.dtype == torch.int64, name
-        assert buffer.numel() <= max(layer.nnz, 301), name
-    assert set(layer.state_dict()) == {"values", "bias", "row_indices", "col_indices", "_extra_state"}
+    buffers = dict(layer.named_buffers())
+    assert set(buffers) == {"crow_indices", "col_indices"}
+    assert buffers["crow_indices"].dtype == torch.int64 and buffers["crow_indices"].numel() == 201
+    assert buffers["col_indices"].dtype == torch.int32 and buffers["col_indices"].numel() == layer.nnz
+    state = layer.state_dict()
+    assert list(state) == ["values", "bias", "row_indices", "col_indices", "_extra_state"]
+    assert state["row_indices"].dtype == state["col_indices"].dtype == torch.int64  # the checkpoint format
+
+
+@pytest.mark.skipif(not native.available(), reason="native kernels unavailable (no C compiler)")
+def test_a_connection_costs_at_most_20_bytes_in_training_gradient_and_momentum_included():
+    # 4000 -> 500 at density 0.1: 200,000 connections, so per-neuron storage (bias, row pointers) is
+    # ~0.05 B per connection and the ratio is what a connection costs.
+    layer = SparseLinear(4000, 500, density=0.1, generator=_gen(0))
+    optimizer = DecoupledSGD(layer.parameters(), lr=0.01)
+    x = torch.randn(16, 4000, generator=_gen(1), requires_grad=True)
+    layer(x).square().sum().backward()
+    optimizer.step()
+    per_connection = state_bytes(layer, optimizer) / layer.nnz
+    # float32 value + gradient + momentum (12 B) + int32 column index (4 B)
+    assert 16 <= per_connection <= 20, per_connection
+    with native.disabled():  # torch's fallback kernels build (and keep) int64 and transposed indices
+        layer(x).square().sum().backward()
+    assert state_bytes(layer, optimizer) / layer.nnz > 40
+
+
+def test_state_bytes_counts_shared_storage_once():
+    layer = SparseLinear(30, 20, density=0.5, generator=_gen(0))
+    alone = state_bytes(layer)
+    assert alone == 4 * layer.nnz + 4 * 20 + 8 * 21 + 4 * layer.nnz
+    layer.values.grad = layer.values.detach()  # the same storage as the values: not counted twice
+    assert state_bytes(layer) == alone
 
 
 class _LargestStrided(TorchDispatchMode):

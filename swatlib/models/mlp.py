@@ -18,8 +18,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from swatlib.activations import make_activation
-from swatlib.dropout import inverted_dropout
+from swatlib.activations import AllReLU, make_activation
+from swatlib.dropout import inverted_dropout, relu_dropout
 from swatlib.sparse import MaskedLinear, SparseLinear
 from swatlib.sparse.init import INITS, draw_values
 
@@ -56,8 +56,15 @@ class _Perceptron(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Hidden layers, then the output layer; in training, All-ReLU and dropout run fused
+        (:func:`~swatlib.dropout.relu_dropout`: the same bits, one bit per unit for each mask kept for
+        backward instead of the float32 pre-activation and a byte)."""
         for linear, activation in zip(self.linears, self.activations):
-            x = activation(linear(x))
+            x = linear(x)
+            if self.training and self.dropout > 0 and isinstance(activation, AllReLU):
+                x = relu_dropout(x, activation.slope, self.dropout)
+                continue
+            x = activation(x)
             if self.training and self.dropout > 0:
                 x = inverted_dropout(x, self.dropout)
         return self.linears[-1](x)

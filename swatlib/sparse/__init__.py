@@ -12,6 +12,8 @@ and one topology interface used by :mod:`swatlib.topology` and :mod:`swatlib.imp
 ``select_neurons(outputs=None, inputs=None, optimizer=None)``
     Shrink the layer to some output / input neurons (bias and optimizer state follow).
 ``nnz``, ``density``, ``in_features``, ``out_features``, ``init``, ``to_dense()``.
+
+:func:`state_bytes` counts what a model and its optimizer hold in training (bytes per connection).
 """
 
 from swatlib.densities import epsilon_to_density
@@ -23,6 +25,7 @@ from swatlib.sparse.erdos_renyi import (
 )
 from swatlib.sparse.init import INITS, draw_values, initial_connections
 from swatlib.sparse.masked_linear import MaskedLinear, MaskedWeight, random_mask
+from swatlib.sparse.memory import state_bytes
 from swatlib.sparse.sparse_linear import SparseLinear
 
 __all__ = [
@@ -38,4 +41,5 @@ __all__ = [
     "random_mask",
     "resolve_density",
     "sample_free_positions",
+    "state_bytes",
 ]

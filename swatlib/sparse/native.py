@@ -1,12 +1,19 @@
 """Native CPU kernels for :class:`~swatlib.sparse.SparseLinear` and inverted dropout, compiled on first use.
 
-``csr_kernels.c`` (next to this file) holds a CSR × dense product (SpMM) and the sampled dense-dense
-product (SDDMM) that keep a block of the batch in vector registers and prefetch the randomly visited
-input rows, plus a fused inverted-dropout pass. A 1000→1000 layer at ε = 20, batch 128, one thread
-(``benchmarks/csr_kernels.py``) takes 0.31 ms forward, 0.37 ms for the input gradient and 0.44 ms
-for the weight gradient, against 0.67, 0.71 and 0.57 ms with torch 2.13's CPU kernels (MKL CSR
-``addmm``, ``sparse.mm``, ``sparse_sampled_addmm``); scipy's CSR × dense, the other candidate already
-installed, took 0.76 ms for the forward. Hence about a hundred lines of C.
+``csr_kernels.c`` (next to this file) holds a CSR × dense product (SpMM), its transpose computed on the
+same CSR structure (a scatter, so that a layer keeps no transposed index set) and the sampled
+dense-dense product (SDDMM), which keep a block of the batch in vector registers and prefetch the
+randomly visited rows; a fused inverted-dropout pass and a fused All-ReLU + dropout pass that packs its
+two masks into bits; and an O(n) sort of random connection keys for the Erdős–Rényi sampler
+(:func:`sort_unique`). Row pointers are int64, column indices int32 (4 bytes per connection). A
+1000→1000 layer at ε = 20, batch 128, one thread (``benchmarks/csr_kernels.py``, quiet machine) took
+0.31 ms forward and 0.44 ms for the weight gradient, against 0.67 and 0.57 ms with torch 2.13's CPU
+kernels (MKL CSR ``addmm``, ``sparse_sampled_addmm``); scipy's CSR × dense, the other candidate already
+installed, took 0.76 ms for the forward. Hence about two hundred lines of C. The input gradient was
+0.37 ms as a gather over a transposed CSR copy (0.71 ms with torch's ``sparse.mm``); the scatter that
+replaced it to save that copy's 16 B per connection is about 1.25× slower on its own (read-modify-write
+of the output rows; 0.44–0.48 against 0.36–0.39 ms side by side on a loaded machine) and gives the same
+bits.
 
 The source is compiled once per machine with the system C compiler (``$CC``, default ``cc``;
 ``-O3 -march=native -fopenmp``, about a second) into ``$SWATLIB_KERNEL_CACHE`` (default
@@ -38,17 +45,21 @@ import torch
 
 from swatlib.atomic import atomic_path
 
-__all__ = ["available", "disabled", "usable", "spmm", "sddmm", "dropout", "dropout_backward"]
+__all__ = ["available", "disabled", "usable", "spmm", "spmm_t", "sddmm", "dropout", "dropout_backward",
+           "relu_dropout", "relu_dropout_backward", "sort_unique"]
 
 SOURCE = Path(__file__).with_name("csr_kernels.c")
 FLAGS = ("-O3", "-march=native", "-shared", "-fPIC")
 _SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
 _P, _I = ctypes.c_void_p, ctypes.c_int64
 _SIGNATURES = {
-    "spmm": [_P, _P, _P, _P, _P, _P, _P, _I, _I, ctypes.c_int],
+    "spmm": [_P, _P, _P, _P, _P, _P, _I, _I, ctypes.c_int],
+    "spmm_t": [_P, _P, _P, _P, _P, _I, _I, ctypes.c_int],
     "sddmm": [_P, _P, _P, _P, _P, _I, _I, ctypes.c_int],
     "dropout": [_P, _P, ctypes.c_int16, None, _P, _P, _I],
     "dropout_backward": [_P, _P, None, _P, _I],
+    "relu_dropout": [_P, _P, ctypes.c_int16, None, None, _P, _P, _P, _I],
+    "relu_dropout_backward": [_P, _P, _P, None, None, _P, _I],
 }
 
 
@@ -105,6 +116,8 @@ def _library() -> ctypes.CDLL | None:
                 scalar = ctypes.c_float if dtype == torch.float32 else ctypes.c_double
                 function.argtypes = [scalar if a is None else a for a in argtypes]
                 function.restype = None
+        library.sort_unique_keys.argtypes = [_P, _I, _I, _P]
+        library.sort_unique_keys.restype = _I
         return library
     warnings.warn(f"swatlib: compiling {SOURCE.name} failed ({errors[-1]}), so SparseLinear uses torch's "
                   f"slower CSR kernels; set SWATLIB_NATIVE=0 to silence this", RuntimeWarning, stacklevel=3)
@@ -151,21 +164,26 @@ def _ptr(t: torch.Tensor | None) -> int | None:
     return None if t is None else t.data_ptr()
 
 
-def _index(t: torch.Tensor) -> torch.Tensor:
-    return t if t.dtype == torch.int64 and t.is_contiguous() else t.to(torch.int64).contiguous()
+def _index(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    return t if t.dtype == dtype and t.is_contiguous() else t.to(dtype).contiguous()
+
+
+def _indices(crow: torch.Tensor, col: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The kernels' index types: int64 row pointers, int32 column indices (converted if need be)."""
+    return _index(crow, torch.int64), _index(col, torch.int32)
 
 
 def spmm(crow: torch.Tensor, col: torch.Tensor, values: torch.Tensor, x: torch.Tensor,
-         bias: torch.Tensor | None = None, perm: torch.Tensor | None = None) -> torch.Tensor:
-    """``out = bias[:, None] + W @ x`` for the CSR matrix ``W = (crow, col, values[perm])``.
+         bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``out = bias[:, None] + W @ x`` for the CSR matrix ``W = (crow, col, values)``.
 
     Parameters
     ----------
     crow, col
-        CSR row pointers (``n_rows + 1``) and column indices of ``W``.
+        CSR row pointers (``n_rows + 1``) and column indices of ``W`` (any integer dtype; copied to
+        int64 / int32 unless they are already).
     values
-        Values of ``W`` in the order of ``col``, or gathered through ``perm`` (``values[perm[k]]``
-        is the value of connection ``k``) — the transposed weight of a layer without copying them.
+        Values of ``W`` in the order of ``col``.
     x
         Dense ``(n_cols, batch)``, contiguous.
     bias
@@ -174,9 +192,26 @@ def spmm(crow: torch.Tensor, col: torch.Tensor, values: torch.Tensor, x: torch.T
     n_rows, batch = crow.numel() - 1, x.shape[1]
     out = torch.empty(n_rows, batch, dtype=x.dtype)
     # bound to names so that converted index tensors stay alive during the call
-    crow, col, perm = _index(crow), _index(col), None if perm is None else _index(perm)
-    _function("spmm", x.dtype)(_ptr(crow), _ptr(col), _ptr(perm), _ptr(values), _ptr(bias), _ptr(x), _ptr(out),
+    crow, col = _indices(crow, col)
+    _function("spmm", x.dtype)(_ptr(crow), _ptr(col), _ptr(values), _ptr(bias), _ptr(x), _ptr(out),
                                n_rows, batch, torch.get_num_threads())
+    return out
+
+
+def spmm_t(crow: torch.Tensor, col: torch.Tensor, values: torch.Tensor, g: torch.Tensor,
+           n_cols: int) -> torch.Tensor:
+    """``out = Wᵀ @ g`` for the CSR matrix ``W = (crow, col, values)`` with ``n_cols`` columns.
+
+    Computed on ``W``'s own structure (no transposed index set): ``g`` is ``(n_rows, batch)``,
+    contiguous, and the result ``(n_cols, batch)`` — the input gradient ``dXᵀ = Wᵀ dYᵀ`` of
+    ``Yᵀ = W Xᵀ``. Each element sums its terms in ascending row order, as a gather over the
+    transposed CSR structure would, so both give the same bits.
+    """
+    n_rows, batch = crow.numel() - 1, g.shape[1]
+    out = torch.zeros(n_cols, batch, dtype=g.dtype)
+    crow, col = _indices(crow, col)
+    _function("spmm_t", g.dtype)(_ptr(crow), _ptr(col), _ptr(values), _ptr(g), _ptr(out), n_rows, batch,
+                                 torch.get_num_threads())
     return out
 
 
@@ -188,7 +223,7 @@ def sddmm(crow: torch.Tensor, col: torch.Tensor, g: torch.Tensor, x: torch.Tenso
     """
     n_rows, batch = crow.numel() - 1, x.shape[1]
     out = torch.empty(col.numel(), dtype=x.dtype)
-    crow, col = _index(crow), _index(col)
+    crow, col = _indices(crow, col)
     _function("sddmm", x.dtype)(_ptr(crow), _ptr(col), _ptr(g), _ptr(x), _ptr(out), n_rows, batch,
                                 torch.get_num_threads())
     return out
@@ -207,3 +242,43 @@ def dropout_backward(grad: torch.Tensor, keep: torch.Tensor, scale: float) -> to
     out = torch.empty_like(grad)
     _function("dropout_backward", grad.dtype)(_ptr(grad), _ptr(keep), scale, _ptr(out), grad.numel())
     return out
+
+
+def relu_dropout(z: torch.Tensor, bits: torch.Tensor, threshold: int, slope: float,
+                 scale: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Leaky ReLU (``slope``) then inverted dropout of contiguous ``z``: ``(out, positive, keep)``, the
+    two masks packed eight elements per byte (bit ``i % 8`` of byte ``i // 8``)."""
+    out = torch.empty_like(z)
+    positive = torch.empty((z.numel() + 7) // 8, dtype=torch.uint8)
+    keep = torch.empty_like(positive)
+    _function("relu_dropout", z.dtype)(_ptr(z), _ptr(bits), threshold, slope, scale, _ptr(out), _ptr(positive),
+                                       _ptr(keep), z.numel())
+    return out, positive, keep
+
+
+def relu_dropout_backward(grad: torch.Tensor, positive: torch.Tensor, keep: torch.Tensor, slope: float,
+                          scale: float) -> torch.Tensor:
+    """Gradient of :func:`relu_dropout` for contiguous ``grad``, from the two packed masks."""
+    out = torch.empty_like(grad)
+    _function("relu_dropout_backward", grad.dtype)(_ptr(grad), _ptr(positive), _ptr(keep), slope, scale, _ptr(out),
+                                                   grad.numel())
+    return out
+
+
+def sort_unique(keys: torch.Tensor, total: int) -> torch.Tensor:
+    """``torch.unique(keys)`` (sorted) for int64 ``keys`` spread evenly over ``[0, total)``, in O(n).
+
+    The Erdős–Rényi sampler's random keys: a counting sort into key ranges of about 4096 keys, then
+    within each range (in cache) into ranges of about two keys and an insertion sort, where
+    ``torch.unique`` sorts in O(n log n). Memory: the result, plus workspace freed on return. Falls
+    back to ``torch.unique`` (the same result) when the native kernels are off or the keys are not
+    int64 on the CPU.
+    """
+    if _disabled_depth or keys.dtype != torch.int64 or keys.device.type != "cpu" or not available():
+        return torch.unique(keys)
+    keys = keys.contiguous()
+    out = torch.empty_like(keys)
+    kept = _library().sort_unique_keys(_ptr(keys), keys.numel(), total, _ptr(out))
+    if kept < 0:
+        raise MemoryError(f"sort_unique: no memory for the workspace of {keys.numel()} keys")
+    return out[:kept]  # a view: the few repeats dropped are not worth a copy

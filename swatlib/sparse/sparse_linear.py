@@ -9,20 +9,24 @@ shared 2-core AMD EPYC VM; benchmarks/README.md has the full story):
 * the computation is **feature-major**: ``Xᵀ``, ``Yᵀ`` and ``dYᵀ`` are contiguous, ``Y`` is returned as
   the transposed view of ``Yᵀ``. Element-wise layers keep that layout, so between two ``SparseLinear``
   layers no transposed copy is made (only the model's input is copied once, in the first layer);
-* forward ``Yᵀ = b + W Xᵀ`` (CSR ``W``, bias fused), backward ``dXᵀ = Wᵀ dYᵀ`` (``Wᵀ``'s CSR indices are
-  kept as buffers, its values read through the permutation ``t_perm``) and ``dW`` **only at the
-  existing connections** — the SDDMM ``dW[k] = Σ_b dY[b, row_k]·X[b, col_k]``, never the dense outer
-  product ``dYᵀ X`` — run in swatlib's native kernels (:mod:`swatlib.sparse.native`, C compiled on
-  first use): 0.28 / 0.31, 0.33 / 0.37 and 0.40 / 0.44 ms, against 0.59 / 0.67, 0.63 / 0.71 and
-  0.48 / 0.57 ms for torch's CSR ``addmm``, ``sparse.mm`` on ``Wᵀ`` and ``sparse_sampled_addmm``,
-  which are the fallback (no C compiler, other devices or dtypes, :func:`native.disabled`) and the
-  reference the tests compare with; the bias gradient is ``dYᵀ.sum(1)``;
+* forward ``Yᵀ = b + W Xᵀ`` (CSR ``W``, bias fused), backward ``dXᵀ = Wᵀ dYᵀ`` (computed on ``W``'s own
+  CSR structure by a scatter, :func:`native.spmm_t`) and ``dW`` **only at the existing connections**
+  — the SDDMM ``dW[k] = Σ_b dY[b, row_k]·X[b, col_k]``, never the dense outer product ``dYᵀ X`` — run
+  in swatlib's native kernels (:mod:`swatlib.sparse.native`, C compiled on first use), against
+  torch's CSR ``addmm``, ``sparse.mm`` on ``Wᵀ`` and ``sparse_sampled_addmm``, which are the fallback
+  (no C compiler, other devices or dtypes, :func:`native.disabled`) and the reference the tests
+  compare with (``benchmarks/csr_kernels.py`` times both); the bias gradient is ``dYᵀ.sum(1)``;
 * rejected on the way, all with torch's kernels: COO (5.2 / 5.7 ms forward), ``X @ Wᵀ_csr`` (dense ×
   CSR, 5.2 / 5.7 ms, not nnz-proportional), the CSC view ``W.t()`` for ``dX`` (3–6× slower), a
   gather-based SDDMM ``(dY[:, rows] * X[:, cols]).sum(0)`` (7.3 / 7.5 ms), batch-major operands (a
   transposed copy and a zero-fill per call); ``nn.Linear`` takes 2.3 / 3.0 ms for the forward alone;
-* int32 index buffers were measured and not adopted: no measurable difference in a whole SET-MLP
-  training step (they would save 16 B per connection).
+* memory per connection: the layer keeps only int32 column indices and int64 row pointers (4 B per
+  connection plus 8 B per output neuron), so in training a connection costs 16 B with its float32
+  value, gradient and momentum (``tests/test_sparse_linear.py`` counts them). An earlier version kept
+  int64 rows, columns, the transposed CSR indices and a permutation for a gather in ``dX`` (32 B of
+  indices); the scatter over ``W``'s own structure sums in the same order and gives the same bits.
+  torch's fallback kernels need int64 indices and the transposed structure: they are built on the
+  first fallback call and cached with the topology (so only a layer that uses them pays for them).
 
 Connections are kept sorted row-major (by ``row·in_features + col``). Topology algorithms change them
 through :meth:`SparseLinear.set_connections` and :meth:`SparseLinear.select_neurons`, which keep the
@@ -46,6 +50,10 @@ from swatlib.sparse.init import INITS, initial_connections
 __all__ = ["SparseLinear", "check_connections", "neuron_map"]
 
 
+#: Largest ``in_features``: column indices are int32.
+_INT32_MAX = 2**31 - 1
+
+
 def _csr(crow: torch.Tensor, col: torch.Tensor, values: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
     return torch.sparse_csr_tensor(crow, col, values, shape, check_invariants=False)
 
@@ -59,7 +67,7 @@ with warnings.catch_warnings():
 
 def _compressed_pointers(major: torch.Tensor, size: int) -> torch.Tensor:
     """CSR row pointers (length ``size + 1``) of connections sorted by the ``major`` index."""
-    pointers = torch.zeros(size + 1, dtype=torch.int64)
+    pointers = torch.zeros(size + 1, dtype=torch.int64, device=major.device)
     torch.cumsum(torch.bincount(major, minlength=size), 0, out=pointers[1:])
     return pointers
 
@@ -130,52 +138,74 @@ def _feature_major(t: torch.Tensor) -> torch.Tensor:
     return t.t().contiguous()
 
 
+def _transposed(crow: torch.Tensor, col: torch.Tensor, n_out: int, n_in: int, cache: dict) -> dict:
+    """What torch's fallback kernels need: int64 ``col``, and ``Wᵀ``'s CSR indices with the permutation
+    ``perm`` (``values[perm]`` are ``Wᵀ``'s values). Built once per topology and device into ``cache``."""
+    if crow.device not in cache:
+        rows = _rows(crow)
+        col = col.to(torch.int64)
+        order = torch.sort(flat_keys(col, rows, n_out)).indices
+        cache[crow.device] = {"col": col, "t_crow": _compressed_pointers(col, n_in), "t_col": rows[order],
+                              "perm": order}
+    return cache[crow.device]
+
+
+def _rows(crow: torch.Tensor) -> torch.Tensor:
+    """int64 row index of every connection, from the CSR row pointers."""
+    counts = crow[1:] - crow[:-1]
+    return torch.repeat_interleave(torch.arange(counts.numel(), device=crow.device), counts)
+
+
 class _SparseLinearFunction(torch.autograd.Function):
     """``Y = X Wᵀ + b`` for a CSR ``W`` whose values (and the optional bias) are differentiable inputs.
 
     The computation is feature-major: it multiplies ``W`` by the contiguous ``Xᵀ`` and returns ``Y`` as
     the transposed view of a contiguous ``Yᵀ``. Element-wise layers keep that layout, so the next
     ``SparseLinear`` receives an ``X`` whose ``Xᵀ`` is contiguous (no copy), and the gradient arriving
-    in backward is laid out the same way (``dYᵀ`` contiguous, no copy).
+    in backward is laid out the same way (``dYᵀ`` contiguous, no copy). ``cache`` holds what torch's
+    fallback kernels need (:func:`_transposed`), for the topology of ``crow`` and ``col``.
     """
 
     @staticmethod
-    def forward(ctx, x, values, bias, crow, col, t_crow, t_col, t_perm, n_out, n_in):  # type: ignore[override]
+    def forward(ctx, x, values, bias, crow, col, cache, n_out, n_in):  # type: ignore[override]
         x_t = _feature_major(x)
         if native.usable(x_t, values, *(() if bias is None else (bias,))):
             y_t = native.spmm(crow, col, values, x_t, bias)
         else:
-            weight = _csr(crow, col, values, (n_out, n_in))
+            weight = _csr(crow, _transposed(crow, col, n_out, n_in, cache)["col"], values, (n_out, n_in))
             y_t = torch.sparse.mm(weight, x_t) if bias is None else torch.addmm(bias[:, None], weight, x_t)
         # x_t is x's own memory for a feature-major x; for a batch-major x (the model's input) it is the
         # one transposed copy, which the weight gradient needs anyway.
-        ctx.save_for_backward(x_t, values, crow, col, t_crow, t_col, t_perm)
+        ctx.save_for_backward(x_t, values, crow, col)
         ctx.shape = (n_out, n_in)
+        ctx.cache = cache
         return y_t.t()
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out):  # type: ignore[override]
-        x_t, values, crow, col, t_crow, t_col, t_perm = ctx.saved_tensors
+        x_t, values, crow, col = ctx.saved_tensors
         n_out, n_in = ctx.shape
         grad_x = grad_values = grad_bias = None
         grad_t = _feature_major(grad_out)
         fast = native.usable(grad_t, x_t, values)
+        slow = None if fast else _transposed(crow, col, n_out, n_in, ctx.cache)
         if ctx.needs_input_grad[0]:
             if fast:
-                grad_x = native.spmm(t_crow, t_col, values, grad_t, perm=t_perm).t()
+                grad_x = native.spmm_t(crow, col, values, grad_t, n_in).t()
             else:
-                weight_t = _csr(t_crow, t_col, torch.index_select(values, 0, t_perm), (n_in, n_out))
+                weight_t = _csr(slow["t_crow"], slow["t_col"], torch.index_select(values, 0, slow["perm"]),
+                                (n_in, n_out))
                 grad_x = torch.sparse.mm(weight_t, grad_t).t()
         if ctx.needs_input_grad[1]:
             if fast:
                 grad_values = native.sddmm(crow, col, grad_t, x_t)
             else:
-                pattern = _csr(crow, col, values, (n_out, n_in))
+                pattern = _csr(crow, slow["col"], values, (n_out, n_in))
                 grad_values = torch.sparse.sampled_addmm(pattern, grad_t, x_t.t(), beta=0.0).values()
         if ctx.needs_input_grad[2]:
             grad_bias = grad_t.sum(1)
-        return grad_x, grad_values, grad_bias, None, None, None, None, None, None, None
+        return grad_x, grad_values, grad_bias, None, None, None, None, None
 
 
 class SparseLinear(nn.Module):
@@ -206,9 +236,15 @@ class SparseLinear(nn.Module):
         The ``nnz`` weights, in row-major order of their connections.
     bias : nn.Parameter or None
         ``out_features`` biases.
-    row_indices, col_indices : torch.Tensor
-        int64 buffers of length ``nnz`` (saved in the state dict); CSR pointers and the transposed
-        index set are derived, non-persistent buffers.
+    crow_indices : torch.Tensor
+        int64 CSR row pointers (``out_features + 1``), a buffer.
+    col_indices : torch.Tensor
+        int32 input index of every connection (``nnz``), a buffer.
+    row_indices : torch.Tensor
+        int64 output index of every connection, derived from ``crow_indices`` on each access (O(nnz)).
+
+    The state dict holds ``row_indices`` and ``col_indices`` as int64 (the format of checkpoints and
+    of :mod:`swatlib.parallel`'s messages); loading accepts any integer dtype.
 
     Raises
     ------
@@ -288,23 +324,24 @@ class SparseLinear(nn.Module):
 
     # ------------------------------------------------------------------ topology
     def _set_indices(self, rows: torch.Tensor, cols: torch.Tensor) -> None:
-        """(Re)build every index buffer from row-major sorted, unique connections."""
+        """(Re)build the index buffers from row-major sorted, unique connections."""
+        if self.in_features > _INT32_MAX:
+            raise ValueError(f"in_features must be at most {_INT32_MAX} (int32 column indices), "
+                             f"got {self.in_features}")
         device = self.values.device
-        rows = rows.to(torch.int64)
-        cols = cols.to(torch.int64)
-        order = torch.sort(flat_keys(cols, rows, self.out_features)).indices
-        self.register_buffer("row_indices", rows.to(device))
-        self.register_buffer("col_indices", cols.to(device))
-        self.register_buffer("crow_indices", _compressed_pointers(rows, self.out_features).to(device),
-                             persistent=False)
-        self.register_buffer("t_crow_indices", _compressed_pointers(cols, self.in_features).to(device),
-                             persistent=False)
-        self.register_buffer("t_col_indices", rows[order].to(device), persistent=False)
-        self.register_buffer("t_perm", order.to(device), persistent=False)
+        self.register_buffer("crow_indices", _compressed_pointers(rows.to(torch.int64), self.out_features)
+                             .to(device), persistent=False)
+        self.register_buffer("col_indices", cols.to(device=device, dtype=torch.int32), persistent=False)
+        self._fallback: dict = {}  # torch's kernels' indices for this topology (_transposed), on first use
+
+    @property
+    def row_indices(self) -> torch.Tensor:
+        """int64 output index of every connection (derived from ``crow_indices``, O(nnz))."""
+        return _rows(self.crow_indices)
 
     def connections(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(rows, cols, values)`` of the existing connections, row-major, detached."""
-        return self.row_indices, self.col_indices, self.values.detach()
+        """``(rows, cols, values)`` of the existing connections, row-major, detached; int64 indices."""
+        return self.row_indices, self.col_indices.to(torch.int64), self.values.detach()
 
     @torch.no_grad()
     def set_connections(
@@ -375,7 +412,8 @@ class SparseLinear(nn.Module):
         """
         out_map = neuron_map(outputs, self.out_features, "outputs")
         in_map = neuron_map(inputs, self.in_features, "inputs")
-        new_rows, new_cols = out_map[self.row_indices], in_map[self.col_indices]
+        rows, cols, _ = self.connections()
+        new_rows, new_cols = out_map[rows], in_map[cols]
         kept = ((new_rows >= 0) & (new_cols >= 0)).nonzero().squeeze(1)
         replace_parameter(self.values, self.values[kept].clone(), kept, optimizer)
         if self.bias is not None and outputs is not None:
@@ -407,14 +445,14 @@ class SparseLinear(nn.Module):
                              f"got shape {tuple(x.shape)}")
         flat = x.reshape(-1, self.in_features)
         y = _SparseLinearFunction.apply(flat, self.values, self.bias, self.crow_indices, self.col_indices,
-                                        self.t_crow_indices, self.t_col_indices, self.t_perm,
-                                        self.out_features, self.in_features)
+                                        self._fallback, self.out_features, self.in_features)
         return y.reshape(*x.shape[:-1], self.out_features)
 
     def to_dense(self) -> torch.Tensor:
         """The weight as a dense ``(out_features, in_features)`` tensor (detached; for tests and plots)."""
         dense = self.values.new_zeros(self.out_features, self.in_features)
-        return dense.index_put_((self.row_indices, self.col_indices), self.values.detach())
+        rows, cols, values = self.connections()
+        return dense.index_put_((rows, cols), values)
 
     def get_extra_state(self) -> dict:
         """Shape and init name, so that a state dict restores a pruned or evolved layer exactly."""
@@ -424,12 +462,24 @@ class SparseLinear(nn.Module):
         """Counterpart of :meth:`get_extra_state` (the shape is applied before the tensors load)."""
         self.init = state["init"]
 
+    def _save_to_state_dict(self, destination, prefix, keep_vars) -> None:
+        """Parameters, then the connections as int64 ``row_indices`` / ``col_indices``, then the extra state."""
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+        extra = destination.pop(prefix + "_extra_state")
+        rows, cols, _ = self.connections()
+        destination[prefix + "row_indices"] = rows
+        destination[prefix + "col_indices"] = cols
+        destination[prefix + "_extra_state"] = extra
+
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
                               unexpected_keys, error_msgs) -> None:
         extra = state_dict.get(prefix + "_extra_state")
         rows = state_dict.get(prefix + "row_indices")
         cols = state_dict.get(prefix + "col_indices")
         values = state_dict.get(prefix + "values")
+        if strict:
+            missing_keys.extend(prefix + name for name, t in (("row_indices", rows), ("col_indices", cols))
+                                if t is None)
         if extra is not None and rows is not None and cols is not None and values is not None:
             n_out, n_in = extra["out_features"], extra["in_features"]
             keys, _ = check_connections(rows, cols, n_out, n_in, values=values)
@@ -442,6 +492,10 @@ class SparseLinear(nn.Module):
             self._set_indices(rows, cols)
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
                                       unexpected_keys, error_msgs)
+        # the connections are not buffers of that name: they were handled above, not unexpected
+        for name in ("row_indices", "col_indices"):
+            if prefix + name in unexpected_keys:
+                unexpected_keys.remove(prefix + name)
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, nnz={self.nnz}, "
