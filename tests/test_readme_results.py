@@ -292,6 +292,21 @@ SENTENCES = {
 }
 
 
+def _table3(method: str, column: str) -> Value:
+    return cell("40_wasap_sgd_table3", column, dataset="Fashion-MNIST", method=method, IP="no")
+
+
+SENTENCES[r"WASAP-SGD trained (\S+)× and WASSP-SGD (\S+)× as fast as the sequential run \(the paper, 5 workers "
+          r"on 6 cores: (\S+)× and (\S+)×\), and their best test accuracy ended (\S+) and (\S+) points from the "
+          r"sequential run's \(the paper: (\S+) and (\S+)\)"] = lambda: [
+    _table3("WASAP-SGD", "speed-up"), _table3("WASSP-SGD", "speed-up"),
+    _table3("WASAP-SGD", "reported speed-up"), _table3("WASSP-SGD", "reported speed-up"),
+    _table3("WASAP-SGD", "best acc %") - _table3("Sequential", "best acc %"),
+    _table3("WASSP-SGD", "best acc %") - _table3("Sequential", "best acc %"),
+    _table3("WASAP-SGD", "reported acc %") - _table3("Sequential", "reported acc %"),
+    _table3("WASSP-SGD", "reported acc %") - _table3("Sequential", "reported acc %")]
+
+
 @pytest.mark.parametrize("pattern", SENTENCES)
 def test_readme_sentence_agrees_with_the_csvs(pattern):
     found = re.findall(pattern, " ".join(README.split()))

@@ -68,6 +68,17 @@ class Message:
         dist.send(self.buffer[:min(total, self.chunk)], dst=dst, tag=tag)
         send_tensor(self.buffer[self.chunk:total], dst, tag + 1, self.chunk)
 
+    def isend(self, dst: int, tag: int) -> list:
+        """Start sending the header and ``LENGTH`` payload elements to ``dst``; returns the requests.
+
+        The buffer must not change until every request has completed (``wait()``).
+        """
+        total = HEADER + self.length
+        self.bytes_sent += 4 * total
+        return [dist.isend(self.buffer[start:min(total, start + self.chunk)], dst=dst,
+                           tag=tag if start == 0 else tag + 1)
+                for start in range(0, total, self.chunk)]
+
     def post(self, src: int | None, tag: int) -> Pending:
         """Post the receive of this message's first chunk from ``src`` (``None``: any sender)."""
         first = self.buffer[:min(self.buffer.numel(), self.chunk)]

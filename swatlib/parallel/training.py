@@ -306,7 +306,10 @@ def _wasap_master(spec, options: Options, plan: Plan, start: Callable[[], _Clock
     server = _Server(master, options.workers, plan.phase1_epochs * plan.updates_per_epoch, options.schedule)
     capacity = _capacity(master.model)
     inbox = [Message(capacity, options.chunk), Message(capacity, options.chunk)]
-    reply = Message(capacity, options.chunk)
+    # One reply buffer per worker, sent without waiting: the master goes on to the next gradient while
+    # the socket drains, and a buffer is reused only after its worker has answered (its send is done).
+    replies = [Message(capacity, options.chunk) for _ in range(options.workers)]
+    in_flight: list[list] = [[] for _ in range(options.workers)]
     topology_bytes = 0
     clock = start()
     master.clock_start = clock.start
@@ -319,14 +322,22 @@ def _wasap_master(spec, options: Options, plan: Plan, start: Callable[[], _Clock
         still_running = options.workers - server.stopped - int(server.next_stops())
         if still_running > 0:  # post the next receive before the work on this message
             pending = inbox[1 - current].post(server.source(server.received), TAG_GRADIENT)
+        reply = replies[src - 1]
+        with clock.measure("send"):
+            for work, _ in in_flight[src - 1]:
+                work.wait()
         with clock.measure("apply"):
             topology = server.handle(src, inbox[current], reply)
         with clock.measure("send"):
-            reply.send(src, TAG_REPLY)
-            if topology is not None:
-                send_tensor(topology, src, TAG_TOPOLOGY, options.chunk)
+            in_flight[src - 1] = [(work, None) for work in reply.isend(src, TAG_REPLY)]
+            if topology is not None:  # kept referenced until its sends complete
+                in_flight[src - 1] += [(dist.isend(topology[i:i + options.chunk], src, tag=TAG_TOPOLOGY), topology)
+                                       for i in range(0, topology.numel(), options.chunk)]
                 topology_bytes += 8 * topology.numel()
         current = 1 - current
+    for sends in in_flight:
+        for work, _ in sends:
+            work.wait()
     phase1_seconds = time.perf_counter() - clock.start
     final, averaged = master.model, None
     if plan.phase2_epochs:
@@ -336,7 +347,7 @@ def _wasap_master(spec, options: Options, plan: Plan, start: Callable[[], _Clock
             "snapshots": master.snapshots, "staleness": dict(master.staleness),
             "updates": master.updates, "discarded": server.discarded, "phase1_seconds": phase1_seconds,
             "train_seconds": time.perf_counter() - clock.start,
-            "stats": clock.report("master", 0, [*inbox, reply], extra_bytes_sent=topology_bytes,
+            "stats": clock.report("master", 0, [*inbox, *replies], extra_bytes_sent=topology_bytes,
                                   topology_seconds=master.topology_seconds, messages=server.received)}
 
 
