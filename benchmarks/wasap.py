@@ -64,15 +64,9 @@ from swatlib.experiments.truly_sparse import build_model, make_spec  # noqa: E40
 from swatlib.parallel.messages import HEADER, LENGTH, Message, recv_tensor  # noqa: E402
 from swatlib.parallel.training import Options, make_plan  # noqa: E402
 
+from set_mlp import ALPHA, BATCH, DROPOUT, EPSILON, LR, SIZES, ZETA  # noqa: E402  (the model of set_mlp.py)
+
 DATASET = "fashion-mnist"
-# The model of benchmarks/set_mlp.py (tests/test_benchmarks_wasap.py checks that they agree).
-SIZES = (784, 1000, 1000, 1000, 10)
-EPSILON = 20.0
-BATCH = 128
-ALPHA = 0.6
-DROPOUT = 0.3
-LR = 0.01
-ZETA = 0.3
 
 #: 3 epochs with the paper's local_fraction 0.3: phase 1 = 2 epochs, phase 2 = round(0.9) = 1 epoch.
 EPOCHS = 3
