@@ -54,7 +54,6 @@ import contextlib  # noqa: E402
 import gc  # noqa: E402
 import importlib  # noqa: E402
 import json  # noqa: E402
-import platform  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
@@ -65,6 +64,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
+from swatlib import machine  # noqa: E402
 from swatlib.models.mlp import MLP, SparseMLP  # noqa: E402
 from swatlib.optim import make_optimizer  # noqa: E402
 from swatlib.sparse import epsilon_to_density, native, state_bytes  # noqa: E402
@@ -407,16 +407,8 @@ def profile(variant: str, x: torch.Tensor, y: torch.Tensor, *, steps: int = 100,
 
 # --------------------------------------------------------------------------- CLI
 def environment(sparselab) -> dict:
-    cpu = platform.processor() or ""
-    try:
-        with open("/proc/cpuinfo") as info:
-            cpu = next((l.split(":", 1)[1].strip() for l in info if l.startswith("model name")), cpu)
-    except OSError:
-        pass
-    return dict(cpu=cpu, logical_cpus=os.cpu_count(), torch=torch.__version__,
-                torch_threads=torch.get_num_threads(), omp_num_threads=os.environ.get("OMP_NUM_THREADS"),
-                python=platform.python_version(),
-                sparselab=None if sparselab is None else getattr(sparselab, "__version__", "unknown"))
+    return {**machine.describe(), "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+            "sparselab": None if sparselab is None else getattr(sparselab, "__version__", "unknown")}
 
 
 def run(x: torch.Tensor, y: torch.Tensor, *, sizes: Sequence[int] = SIZES, epsilon: float = EPSILON,

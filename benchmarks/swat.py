@@ -48,7 +48,6 @@ import argparse
 import functools
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -58,6 +57,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from swatlib import machine
 from swatlib.costmodel import MeasuredLedger
 from swatlib.experiments.swat import MEMORY_NETWORKS, memory_network
 from swatlib.swat import SavedTensorMeter, graph_resident_bytes, step_peak
@@ -163,26 +163,6 @@ def ledger_flops(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str
             "extra_flops_per_example": measured.extra_flops() / len(x)}
 
 
-def environment() -> dict:
-    """CPU model, logical CPUs, torch version and threads."""
-    cpu = platform.processor() or ""
-    try:
-        with open("/proc/cpuinfo") as info:
-            cpu = next((l.split(":", 1)[1].strip() for l in info if l.startswith("model name")), cpu)
-    except OSError:
-        pass
-    return {"cpu": cpu, "logical_cpus": os.cpu_count(), "torch": torch.__version__,
-            "torch_threads": torch.get_num_threads(), "python": platform.python_version()}
-
-
-def load_average() -> list[float] | None:
-    """1, 5 and 15 minute load averages (None where the platform has none)."""
-    try:
-        return [round(v, 2) for v in os.getloadavg()]
-    except OSError:
-        return None
-
-
 def run(x: torch.Tensor, y: torch.Tensor, *, network: str = NETWORK, width: int | None = WIDTH,
         densities: Sequence[float] = DENSITIES, repeats: int = REPEATS, steps: int = STEPS,
         warmup: int = WARMUP, threads: int = 1,
@@ -190,7 +170,7 @@ def run(x: torch.Tensor, y: torch.Tensor, *, network: str = NETWORK, width: int 
     """Everything above for every variant; torch's thread count is restored afterwards."""
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
-    load_before = load_average()
+    load_before = machine.load_average()
     try:
         names = variant_names(densities)
         models = {name: build(name, width, network) for name in names}
@@ -214,7 +194,7 @@ def run(x: torch.Tensor, y: torch.Tensor, *, network: str = NETWORK, width: int 
             v["activations_over_dense"] = v["saved_activation_bytes"] / dense["saved_activation_bytes"]
             v["weights_over_dense"] = v["saved_weight_bytes"] / dense["saved_weight_bytes"]
             v["flops_over_dense"] = v["flops_per_example"] / dense["flops_per_example"]
-        env = {**environment(), "load_average": {"before": load_before, "after": load_average()}}
+        env = {**machine.describe(), "load_average": {"before": load_before, "after": machine.load_average()}}
     finally:
         torch.set_num_threads(previous)
     return {"network": network, "width": width or MEMORY_NETWORKS[network][1],

@@ -42,7 +42,6 @@ import itertools  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
 import pickle  # noqa: E402
-import platform  # noqa: E402
 import socket  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
@@ -56,7 +55,7 @@ import torch  # noqa: E402
 import torch.distributed as dist  # noqa: E402
 import torch.multiprocessing as mp  # noqa: E402
 
-from swatlib import parallel  # noqa: E402
+from swatlib import machine, parallel  # noqa: E402
 from swatlib.atomic import atomic_write_bytes  # noqa: E402
 from swatlib.data import DatasetNotFoundError  # noqa: E402
 from swatlib.experiments import runs  # noqa: E402
@@ -95,18 +94,6 @@ _STAMP = slice(6, 8)
 
 
 # --------------------------------------------------------------------------- environment
-def environment() -> dict[str, Any]:
-    """CPU model, logical CPUs, torch and Python versions."""
-    cpu = platform.processor() or ""
-    try:
-        with open("/proc/cpuinfo") as info:
-            cpu = next((l.split(":", 1)[1].strip() for l in info if l.startswith("model name")), cpu)
-    except OSError:
-        pass
-    return {"cpu": cpu, "logical_cpus": os.cpu_count(), "torch": torch.__version__,
-            "python": platform.python_version()}
-
-
 # --------------------------------------------------------------------------- variants
 def variants(threads: Sequence[int] = SEQUENTIAL_THREADS, workers: Sequence[int] = WORKERS) -> dict[str, dict]:
     """The variants compared, name → options of :func:`swatlib.parallel.train`."""
@@ -378,7 +365,7 @@ def run(*, seeds: Sequence[int] = SEEDS, epochs: int = EPOCHS, subset: int | Non
     summary = summarise(records)
     busy = load_before[0] > BUSY_LOAD
     return {
-        "environment": environment(), "load_average_before": load_before,
+        "environment": machine.describe(), "load_average_before": load_before,
         "load_average_after": list(os.getloadavg()), "busy_threshold": BUSY_LOAD, "busy_machine": busy,
         "wall_seconds": time.perf_counter() - started,
         "config": {"dataset": DATASET, "subset": subset, "n_train": records[0]["n_train"], "epochs": epochs,
