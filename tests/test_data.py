@@ -497,7 +497,7 @@ def test_subset_sizes():
 
 
 def test_registry_covers_every_dataset():
-    assert DATASETS == ("fashion-mnist", "madelon", "cifar10", "higgs", "leukemia")
+    assert DATASETS == ("fashion-mnist", "madelon", "cifar10", "higgs", "leukemia", "madelon-65536")
     assert set(provision._MODULES) == set(DATASETS)
 
 

@@ -7,13 +7,15 @@ no division by 255), as float32 tensors with int64 labels. Files are looked for 
 dataset raises
 :class:`DatasetNotFoundError` naming the command that installs it, never a silent substitute.
 The one documented offline stand-in, Madelon-like (synthetic), is named as such in
-:attr:`Dataset.name`. ``python -m swatlib.data ensure NAME`` installs or downloads what it can.
+:attr:`Dataset.name`, as is the synthetic Madelon-65536 (generated and cached on first use).
+``python -m swatlib.data ensure NAME`` installs, downloads or generates what it can.
 
 =================  ==========================  =======================================
 name               loader                      offline source
 =================  ==========================  =======================================
 ``fashion-mnist``  :func:`load_fashion_mnist`  Debian ``dataset-fashion-mnist``
 ``madelon``        :func:`load_madelon`        Madelon-like generator (scikit-learn)
+``madelon-65536``  :func:`load_madelon65536`   generated (scikit-learn + numpy), cached
 ``cifar10``        :func:`load_cifar10`        none (download, md5-checked)
 ``higgs``          :func:`load_higgs`          none (user-provided ``HIGGS.csv.gz``)
 ``leukemia``       :func:`load_leukemia`       none (user-provided ``leukemia.npz``)
@@ -34,6 +36,7 @@ from swatlib.data.fashion_mnist import download_fashion_mnist, load_fashion_mnis
 from swatlib.data.higgs import load_higgs
 from swatlib.data.leukemia import load_leukemia
 from swatlib.data.madelon import load_madelon, make_madelon_like
+from swatlib.data.madelon65536 import load_madelon65536
 
 LOADERS: dict[str, Callable[..., Dataset]] = {
     "fashion-mnist": load_fashion_mnist,
@@ -41,6 +44,7 @@ LOADERS: dict[str, Callable[..., Dataset]] = {
     "cifar10": load_cifar10,
     "higgs": load_higgs,
     "leukemia": load_leukemia,
+    "madelon-65536": load_madelon65536,
 }
 DATASETS = tuple(LOADERS)
 
@@ -51,13 +55,13 @@ def load(name: str, *, subset: Subset = None, **options: Any) -> Dataset:
     Parameters
     ----------
     name
-        ``fashion-mnist``, ``madelon``, ``cifar10``, ``higgs`` or ``leukemia``.
+        ``fashion-mnist``, ``madelon``, ``cifar10``, ``higgs``, ``leukemia`` or ``madelon-65536``.
     subset
         None for the full split; ``n`` for n training samples and a proportional number of
         test samples; ``(n_train, n_test)`` for both. Drawn with a fixed seed.
     **options
         Passed to the dataset's loader, e.g. ``flatten=False`` for images, ``variant="uci"``
-        for Madelon.
+        for Madelon, ``n_features=512, n_samples=400`` for a narrow Madelon-65536.
 
     Raises
     ------
@@ -90,6 +94,7 @@ __all__ = [
     "load_higgs",
     "load_leukemia",
     "load_madelon",
+    "load_madelon65536",
     "make_madelon_like",
     "standardise",
 ]

@@ -6,7 +6,10 @@ as root with ``apt-get`` on PATH, run ``apt-get update`` (a fresh Debian machine
 may be empty) and ``apt-get install -y dataset-fashion-mnist``; if that is impossible or fails,
 download the official files with checksum verification (Fashion-MNIST, CIFAR-10). Datasets with
 no trusted checksum (Higgs, Leukemia) are never downloaded: the error says where to get them.
-Madelon always has its offline Madelon-like generator, so it never fails. The WordNet corpus
+Madelon always has its offline Madelon-like generator, so it never fails. Madelon-65536 is
+generated (:mod:`swatlib.data.madelon65536`: the paper's 10,000 × 65,536, 2.6 GB) into the cache
+directory if absent; ``make data`` does not ask for it, the notebook that needs it generates it on
+first use. The WordNet corpus
 (``wordnet``, :mod:`swatlib.data.wordnet`) comes from Debian's ``wordnet-base`` in the same way, or
 from a user's copy; it is never downloaded.
 
@@ -23,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
-from swatlib.data import _files, cifar10, fashion_mnist, higgs, leukemia, madelon, wordnet
+from swatlib.data import _files, cifar10, fashion_mnist, higgs, leukemia, madelon, madelon65536, wordnet
 from swatlib.data.errors import CorruptDataError, DatasetNotFoundError
 
 #: ``run(cmd, check=False, env=...)`` with :func:`subprocess.run`'s contract.
@@ -35,6 +38,7 @@ _MODULES: dict[str, ModuleType] = {
     "cifar10": cifar10,
     "higgs": higgs,
     "leukemia": leukemia,
+    "madelon-65536": madelon65536,
 }
 #: Text corpora (not :data:`swatlib.data.DATASETS`: they are not labelled datasets), made present
 #: from their Debian package or a user's copy, never downloaded.
@@ -78,7 +82,8 @@ def ensure(
     Parameters
     ----------
     name
-        One of ``fashion-mnist``, ``madelon``, ``cifar10``, ``higgs``, ``leukemia``, or a corpus of
+        One of ``fashion-mnist``, ``madelon``, ``cifar10``, ``higgs``, ``leukemia``,
+        ``madelon-65536`` (the full 10,000 × 65,536 set, generated if absent), or a corpus of
         :data:`CORPORA` (``wordnet``).
     use_apt
         Try apt for Fashion-MNIST and the corpora; None means "if :func:`apt_usable`".
@@ -106,6 +111,10 @@ def ensure(
         return _ensure_corpus(name, CORPORA[name], use_apt, run, log)
     if name not in _MODULES:
         raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join([*_MODULES, *CORPORA])}")
+    if name == madelon65536.DATASET:
+        features, _ = madelon65536.ensure_madelon65536(log=log)
+        log(f"{name}: {features}")
+        return features.parent
     module = _MODULES[name]
     found = _files.find_dir(module.SUBDIR, module.FILES)
     if found is not None:
