@@ -228,3 +228,23 @@ def test_huge_layer_evolves_in_memory_proportional_to_nnz():
     nnz, replaced, peak_increase = map(int, done.stdout.split())
     assert nnz == 400_000 and replaced > 100_000
     assert peak_increase < 400 * 2**20, f"peak RSS grew by {peak_increase / 2**20:.0f} MB"
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(-3, 3), min_size=1, max_size=120), st.data())
+def test_smallest_is_the_stable_sort_prefix(scores, data):
+    """Selection (no sort) picks the same weights as a stable argsort, ties to the lower index."""
+    from swatlib.topology.set_evolution import smallest
+
+    scores = torch.tensor(scores, dtype=torch.float32)
+    count = data.draw(st.integers(0, scores.numel()))
+    expected = torch.argsort(scores, stable=True)[:count].sort().values
+    assert torch.equal(smallest(scores, count), expected)
+
+
+def test_merge_sorted_keeps_both_orders():
+    from swatlib.topology.set_evolution import merge_sorted
+
+    first, second = torch.tensor([1, 4, 9]), torch.tensor([0, 5, 10, 11])
+    at_second = torch.searchsorted(first, second) + torch.arange(4)
+    assert merge_sorted(first, second, at_second).tolist() == [0, 1, 4, 5, 9, 10, 11]

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import ctypes
 import functools
 import multiprocessing
 import multiprocessing.connection
@@ -55,6 +56,7 @@ __all__ = [
     "JOBS_VARIABLE",
     "Family",
     "child_start_conditions",
+    "die_with_parent",
     "enter_child",
     "RunResult",
     "load_dataset",
@@ -68,6 +70,9 @@ ABSENT = "not run: dataset absent"
 
 #: Environment variable giving the default number of worker processes of :func:`run_many`.
 JOBS_VARIABLE = "SWATLIB_JOBS"
+
+#: prctl option: the signal a process receives when its parent dies (Linux).
+_PR_SET_PDEATHSIG = 1
 
 #: Seconds a terminated worker gets to unwind (remove temporary files) before it is killed.
 _STOP_GRACE_SECONDS = 5.0
@@ -280,6 +285,19 @@ class _Report:
 
 def _leave_on_sigterm(signum: int, frame: Any) -> None:
     raise SystemExit(128 + signum)
+
+
+def die_with_parent() -> None:
+    """Ask Linux to SIGKILL this process when its parent dies: a child blocked in a gloo receive or a
+    long C kernel would never run a Python signal handler, so a parent killed hard must not leave it
+    behind."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # not Linux: the parent's own clean-up still applies
+        return
+    if os.getppid() == 1:  # the parent died before the request was made
+        os._exit(1)
 
 
 def enter_child(threads: int = 1) -> None:

