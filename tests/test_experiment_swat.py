@@ -235,11 +235,16 @@ def test_memory_measured_next_to_the_model():
         # Weights follow the density in measurement and model alike (bitmap index included).
         assert sub.loc["measured", "weight_reduction"] == pytest.approx(
             sub.loc["model (bitmap)", "weight_reduction"], abs=2.0)
-        assert 0 < sub.loc["measured", "activation_reduction"] < sub.loc["model (values only)", "activation_reduction"] + 1
+        # Under swatify every layer saves what the cost model counts (compressed conv inputs, BN inputs,
+        # 1-bit ReLU masks, 1-byte max-pool argmax), so the bytes agree; the measured reduction is the
+        # larger one, as the stock dense network also keeps its max-pools' inputs and int64 argmax.
+        assert sub.loc["measured", "activation_bytes"] == pytest.approx(
+            sub.loc["model (bitmap)", "activation_bytes"], rel=0.1)
+        assert sub.loc["measured", "activation_reduction"] > sub.loc["model (bitmap)", "activation_reduction"]
     per = tables.saved_by_layer(4, True, 0.2, x)
     kinds = per.groupby("module").stored.agg(set)
     assert kinds["SWATConv2d"] >= {"compressed"} and kinds["BatchNorm2d"] == {"dense"}
-    assert kinds["MaskReLU"] == {"mask"} and "index" in kinds["MaxPool2d"]
+    assert kinds["MaskReLU"] == {"mask"} and kinds["MaskMaxPool2d"] == {"index"}
     breakdown = tables.layer_breakdown(per)
     assert breakdown.total.sum() == per.bytes.sum()
 

@@ -12,6 +12,7 @@ stay dense. The package:
 * :mod:`~swatlib.swat.layers` — :class:`SWATLinear`, :class:`SWATConv2d` and the sensitivity
   study's ``mode`` variants;
 * :mod:`~swatlib.swat.relu` — :class:`MaskReLU`, a ReLU that saves a 1-bit mask;
+* :mod:`~swatlib.swat.pool` — :class:`MaskMaxPool2d`, a max-pool that saves a 1-byte argmax;
 * :mod:`~swatlib.swat.swatify` — :func:`swatify` (SWAT-U / ERK / M, structured) and
   :func:`redistributable_layers`, the layers SWAT-M (:class:`swatlib.topology.SWATM`) shares its budget over;
 * :mod:`~swatlib.swat.memory` — measured backward-pass memory, activations vs weights, and the
@@ -30,6 +31,7 @@ from .functions import Conv2dOp, LinearOp, Selection, SWATFunction, swat_op
 from .layers import MODES, SWATConv2d, SWATLayer, SWATLinear, name_swat_layers
 from .memory import (SavedBytes, SavedTensorMeter, StepPeak, graph_resident_bytes,
                      measure_step_peak, saved_bytes, step_peak)
+from .pool import MaskMaxPool2d, mask_max_pool2d
 from .relu import MaskReLU, mask_relu
 from .swatify import SWAT_METHODS, redistributable_layers, swat_densities, swatify
 from .topk_state import STRUCTURES, TopK
@@ -41,6 +43,7 @@ __all__ = [
     "MODES", "SWATConv2d", "SWATLayer", "SWATLinear", "name_swat_layers",
     "SavedBytes", "SavedTensorMeter", "StepPeak", "graph_resident_bytes", "measure_step_peak",
     "saved_bytes", "step_peak",
+    "MaskMaxPool2d", "mask_max_pool2d",
     "MaskReLU", "mask_relu",
     "SWAT_METHODS", "redistributable_layers", "swat_densities", "swatify",
     "STRUCTURES", "TopK", "topk_mask",

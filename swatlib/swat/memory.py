@@ -23,11 +23,13 @@ table; this module *measures* it on a real model, two ways:
 
 Which layers still keep dense copies in a swatified model: BatchNorm saves its dense input
 (plus per-channel statistics: its backward needs the normalised input, which only the dense
-input gives back exactly); max-pooling saves its dense input and an int64 argmax per output;
-smooth activations (GELU, Tanh, Sigmoid, SiLU) and functional ``F.relu`` save dense tensors;
-dropout saves a 1-byte mask; the first layer, kept dense, saves the network input (which the data
-batch holds anyway). Average-pooling, flattening, residual additions and concatenations save
-nothing; ``MaskReLU`` saves one bit per element.
+input gives back exactly); smooth activations (GELU, Tanh, Sigmoid, SiLU) and functional
+``F.relu`` / ``F.max_pool2d`` save dense tensors (a stock max-pool: its dense input and an int64
+argmax per output); dropout saves a 1-byte mask; the first layer, kept dense, saves the network
+input (which the data batch holds anyway). Average-pooling, flattening, residual additions and
+concatenations save nothing; ``MaskReLU`` saves one bit per element and ``MaskMaxPool2d`` (which
+``swatify`` puts in place of ``nn.MaxPool2d``) one byte per output, its argmax's position in the
+window.
 """
 
 from __future__ import annotations

@@ -3,10 +3,13 @@
 Every ``nn.Linear`` and ``nn.Conv2d`` module (exact types: subclasses such as attention's
 internal projection are left alone) becomes a :class:`~swatlib.swat.layers.SWATLinear` /
 :class:`~swatlib.swat.layers.SWATConv2d` that shares the **same** ``weight`` and ``bias``
-Parameter objects — an optimizer built before ``swatify`` stays valid — and every ``nn.ReLU``
+Parameter objects — an optimizer built before ``swatify`` stays valid — every ``nn.ReLU``
 becomes a :class:`~swatlib.swat.relu.MaskReLU`, so that no dense copy of a sparsified activation
-stays alive through the ReLU's own backward (:mod:`swatlib.swat.memory` lists the layers that
-still keep dense copies).
+stays alive through the ReLU's own backward, and every ``nn.MaxPool2d`` a
+:class:`~swatlib.swat.pool.MaskMaxPool2d`, which keeps a 1-byte argmax per output instead of its
+dense input and an int64 argmax (exact types again; a max-pool with ``return_indices=True`` or a
+window of more than 256 elements stays as it is). Both swaps compute bit for bit what the stock
+layers compute; :mod:`swatlib.swat.memory` lists the layers that still keep dense copies.
 
 Per-layer densities (SPEC §5), computed once here:
 
@@ -27,12 +30,16 @@ which is the first one called in every network here.
 
 from __future__ import annotations
 
+import math
+
 from torch import nn
+from torch.nn.modules.utils import _pair
 
 from swatlib.densities import check_density, distribute
 
 from .compressed import check_index_format
 from .layers import SWATConv2d, SWATLayer, SWATLinear, check_mode, name_swat_layers
+from .pool import MAX_WINDOW, MaskMaxPool2d
 from .relu import MaskReLU
 from .topk_state import check_period, check_structured
 
@@ -91,6 +98,11 @@ def _swat_layer(module: nn.Linear | nn.Conv2d, **settings: object) -> SWATLayer:
     return layer.train(module.training)
 
 
+def _swappable(pool: nn.MaxPool2d) -> bool:
+    """Whether ``MaskMaxPool2d`` can replace ``pool``: no returned indices, a 1-byte window."""
+    return not pool.return_indices and math.prod(_pair(pool.kernel_size)) <= MAX_WINDOW
+
+
 def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
     parent_name, _, child = name.rpartition(".")
     setattr(model.get_submodule(parent_name), child, new)
@@ -99,7 +111,10 @@ def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
 def swatify(model: nn.Module, *, method: str = "u", density: float,
             first_layer_dense: bool = True, period: int = 1, structured: str | None = None,
             mode: str = "swat", index_format: str = "bitmap") -> nn.Module:
-    """Replace every ``nn.Linear`` / ``nn.Conv2d`` by its SWAT layer and every ``nn.ReLU`` by ``MaskReLU``.
+    """Replace ``nn.Linear`` / ``nn.Conv2d`` by SWAT layers, ReLU and max-pool by their Mask forms.
+
+    ``nn.ReLU`` becomes :class:`~swatlib.swat.relu.MaskReLU` and ``nn.MaxPool2d``
+    :class:`~swatlib.swat.pool.MaskMaxPool2d` (see the module docstring).
 
     Parameters
     ----------
@@ -151,6 +166,10 @@ def swatify(model: nn.Module, *, method: str = "u", density: float,
     for name, module in list(model.named_modules()):
         if type(module) is nn.ReLU and name:
             _replace(model, name, MaskReLU(module.inplace).train(module.training))
+        elif type(module) is nn.MaxPool2d and name and _swappable(module):
+            _replace(model, name, MaskMaxPool2d(module.kernel_size, module.stride, module.padding,
+                                                module.dilation, False, module.ceil_mode)
+                     .train(module.training))
     name_swat_layers(model)
     return model
 
