@@ -79,3 +79,68 @@ def test_bad_micro_batch_size_is_named(bad):
     with pytest.raises(ValueError, match="micro_batch_size"):
         accumulated_step(model, DecoupledSGD(model.parameters(), lr=0.1), torch.zeros(2, 4),
                          torch.zeros(2, dtype=torch.long), bad)
+
+
+# --- measured Table 4 rows --------------------------------------------------------------------------
+
+from swatlib.experiments import extreme_scale as ext  # noqa: E402
+from swatlib.experiments.runs import RunResult  # noqa: E402
+
+TINY = 0.0005  # 33-250-250-2 and 33-2500x10-2
+
+
+def test_scaled_sizes_shrink_every_width_but_the_classes():
+    assert ext.scaled_sizes("65536-0.5M-0.5M-2", TINY) == (33, 250, 250, 2)
+    assert ext.scaled_sizes("65536-5Mx10-2") == ARCHITECTURES["65536-5Mx10-2"][0]
+
+
+@pytest.mark.parametrize("arguments, match", [
+    ({"architecture": "65536-1M-2"}, "unknown architecture '65536-1M-2'; Table 4's are: 65536-0.5M"),
+    ({"scale": 0.0}, r"scale must be a number in \(0, 1\]"),
+    ({"train_batches": 0}, "train_batches must be None"),
+    ({"inference_batches": 1.5}, "inference_batches must be None"),
+    ({"micro_batch_size": 0}, "micro_batch_size must be a positive integer"),
+    ({"threads": True}, "threads must be a positive integer"),
+])
+def test_bad_row_specs_are_named(arguments, match):
+    arguments = {"architecture": "65536-0.5M-0.5M-2", **arguments}
+    with pytest.raises(ValueError, match=match):
+        ext.make_spec(arguments.pop("architecture"), **arguments)
+
+
+def test_dense_training_bytes_count_weight_gradient_and_momentum():
+    dense = torch.nn.Sequential(torch.nn.Linear(5, 4), torch.nn.Linear(4, 2))
+    assert ext.dense_training_bytes((5, 4, 2)) == 12 * sum(p.numel() for p in dense.parameters())
+
+
+def test_fewer_wasap_workers_fit_as_the_micro_batch_grows():
+    sizes, epsilon = ARCHITECTURES["65536-5M-5M-2"]
+    fits = [ext.replicas_that_fit(sizes, epsilon=epsilon, batch_size=b, available=24 * 2**30) for b in (16, 32, 128)]
+    assert fits[0] > fits[1] > fits[2] >= 0
+    state = training_memory(sizes, epsilon=epsilon, batch_size=16).state_bytes
+    assert ext.replicas_that_fit(sizes, epsilon=epsilon, batch_size=16, available=state) == 0
+
+
+@pytest.mark.slow
+def test_a_row_is_measured_in_its_own_process_and_tabulated():
+    spec = ext.make_spec("65536-0.5M-0.5M-2", scale=TINY, train_batches=None, micro_batch_size=32, threads=1)
+    lines = []
+    result = ext._compute(spec, lines.append)
+    model = SparseMLP([33, 250, 250, 2], epsilon=10.0, generator=torch.Generator().manual_seed(0))
+    assert result["connections"] == model.nnz and result["connections_per_layer"] == [l.nnz for l in model.linears]
+    assert result["full_epoch"] and result["timed_batches"] == result["epoch_batches"] == 55  # ceil(7000 / 128)
+    assert len(result["losses"]) == 55 and result["epoch_seconds"] == result["train_seconds"]
+    assert result["inferred_samples"] == result["test_samples"] == 3000
+    assert result["peak_rss_bytes"] >= result["baseline_rss_bytes"] > 0
+    assert any("SET evolution" in line for line in lines)
+    table = ext.table4([RunResult(spec, "ok", result)], available=24 * 2**30)
+    row = table.iloc[0]
+    assert row["connections (ours)"] == model.nnz and row["timed batches"] == "full epoch"
+    assert row["epsilon x (n_in + n_out) summed"] == round(10 * (283 + 500 + 252))
+
+
+def test_a_row_that_fails_names_the_row_and_the_reason():
+    spec = ext.make_spec("65536-0.5M-0.5M-2", scale=TINY, train_batches=1, threads=1)
+    spec["dataset"] = "no-such-set"
+    with pytest.raises(RuntimeError, match=r"^Table 4 row 65536-0.5M-0.5M-2 × 0.0005 failed: .*no-such-set"):
+        ext._compute(spec, lambda line: None)

@@ -307,6 +307,23 @@ SENTENCES[r"WASAP-SGD trained (\S+)× and WASSP-SGD (\S+)× as fast as the seque
     _table3("WASSP-SGD", "reported acc %") - _table3("Sequential", "reported acc %")]
 
 
+def _row(architecture: str, column: str, scale: float = 1.0) -> Value:
+    value = cell("41_extreme_scale_table4", column, architecture=architecture)
+    return Value(value.value * scale, value.error * scale)
+
+
+SENTENCES[r"65536-0\.5M-0\.5M-2 \((\S+) M connections\), trained a full epoch in (\S+) min with a peak RSS of "
+          r"(\S+) GiB, the dataset included; as a dense MLP it would need (\S+) TiB"] = lambda: [
+    _row("65536-0.5M-0.5M-2", "connections (ours)", 1e-6), _row("65536-0.5M-0.5M-2", "train epoch [s]", 1 / 60),
+    _row("65536-0.5M-0.5M-2", "peak RSS [GiB]"), _row("65536-0.5M-0.5M-2", "dense training state [GiB]", 1 / 1024)]
+SENTENCES[r"65536-5M×10-2 \(50 M neurons, (\S+) M connections\), was built in (\S+) s and trained with "
+          r"micro-batches of (\S+) at a peak RSS of (\S+) GiB; one batch of 128 took (\S+) s, so an epoch "
+          r"extrapolates to (\S+) h on 2 cores"] = lambda: [
+    _row("65536-5Mx10-2", "connections (ours)", 1e-6), _row("65536-5Mx10-2", "init [s]"),
+    _row("65536-5Mx10-2", "micro-batch"), _row("65536-5Mx10-2", "peak RSS [GiB]"), _row("65536-5Mx10-2", "s per batch of 128"),
+    _row("65536-5Mx10-2", "train epoch [s]", 1 / 3600)]
+
+
 @pytest.mark.parametrize("pattern", SENTENCES)
 def test_readme_sentence_agrees_with_the_csvs(pattern):
     found = re.findall(pattern, " ".join(README.split()))
@@ -317,3 +334,4 @@ def test_readme_sentence_agrees_with_the_csvs(pattern):
     for text, values in zip(quoted, expected):
         for value in values if isinstance(values, list) else [values]:
             assert _agree(text, value), f"{pattern!r}: README {text} vs CSV {value.value:g}"
+
