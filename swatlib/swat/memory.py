@@ -17,7 +17,9 @@ table; this module *measures* it on a real model, two ways:
 * :func:`step_peak` — the **peak** of a whole training step (forward, loss, backward, optimizer
   step): the resident set's high-water mark (``VmHWM``, reset through ``/proc/self/clear_refs``)
   above what the process held just before the step, after ``malloc_trim``, measured in a fresh
-  Python process so that nothing the caller allocated or cached counts. What the graph saves is
+  Python process so that nothing the caller allocated or cached counts, with glibc's mmap threshold
+  fixed (:data:`_FIXED_MMAP_THRESHOLD`) so that the resident set follows the live tensors and
+  identical steps measure identically. What the graph saves is
   only part of it: the temporaries of the selection, of the compression and of the backward
   products count too. Linux with glibc only.
 
@@ -152,6 +154,15 @@ def saved_bytes(model: nn.Module, *inputs: torch.Tensor) -> SavedBytes:
     del output
     assert meter.result is not None
     return meter.result
+
+
+#: glibc's malloc serves blocks of at least 128 KiB with their own mmap, returned to the system when
+#: freed — but after freeing such a block it raises that threshold (up to 32 MiB), and later blocks
+#: below it stay in the heap after they are freed. Which blocks end up where then depends on the order
+#: of earlier frees, and the peak RSS of identical steps varied by ±30 MiB between fresh processes.
+#: Fixing the threshold at its initial 128 KiB (what this environment variable does) makes the resident
+#: set follow the tensors alive: identical steps give identical peaks.
+_FIXED_MMAP_THRESHOLD = {"MALLOC_MMAP_THRESHOLD_": str(128 * 1024)}
 
 
 def _glibc() -> ctypes.CDLL:
@@ -318,7 +329,7 @@ def step_peak(build: Callable[[], nn.Module], x: torch.Tensor, y: torch.Tensor, 
     _glibc()
     root = str(Path(__file__).resolve().parents[2])  # the directory that holds swatlib/
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        p for p in (root, os.environ.get("PYTHONPATH", "")) if p)}
+        p for p in (root, os.environ.get("PYTHONPATH", "")) if p), **_FIXED_MMAP_THRESHOLD}
     child = subprocess.run(
         [sys.executable, "-c", "from swatlib.swat.memory import _measure_in_child; _measure_in_child()"],
         input=pickle.dumps((build, x, y, threads, warmup)), capture_output=True, env=env,
