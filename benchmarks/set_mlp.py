@@ -301,41 +301,34 @@ def run_speed(x: torch.Tensor, y: torch.Tensor, *, sizes: Sequence[int] = SIZES,
 
 
 # --------------------------------------------------------------------------- memory
-def _status_kib(field: str) -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"{field} not found in /proc/self/status")
-
-
 def memory_child(sizes: Sequence[int], epsilon: float, batch_size: int, seed: int = 0) -> dict:
     """In *this* process: build a truly sparse SET-MLP, run one training step, report peak RSS.
 
-    Meant to run in a fresh process (:func:`measure_memory`); VmHWM is the process's peak.
+    Meant to run in a fresh process (:func:`measure_memory`), whose peak resident set
+    (:func:`swatlib.machine.peak_resident_bytes`) is then the peak of the build and the step.
     """
     torch.set_num_threads(1)
     generator = torch.Generator().manual_seed(seed)
     x = torch.randn(batch_size, sizes[0], generator=generator)
     y = torch.randint(0, sizes[-1], (batch_size,), generator=generator)
-    baseline = _status_kib("VmHWM")  # interpreter + torch + swatlib + one input batch
+    baseline = machine.peak_resident_bytes()  # interpreter + torch + swatlib + one input batch
     model = SparseMLP(list(sizes), epsilon=epsilon, activation="all_relu", alpha=ALPHA, dropout=DROPOUT,
                       layer="sparse", generator=generator)
-    built = _status_kib("VmHWM")
+    built = machine.peak_resident_bytes()
     optimizer = make_optimizer("authors", model.parameters(), lr=LR)
     model.train()
     loss = F.cross_entropy(model(x), y)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
-    peak = _status_kib("VmHWM")
+    peak = machine.peak_resident_bytes()
     value = float(loss.detach())
     del loss  # frees the graph: what stays is the model, its gradients and the optimizer state
     gc.collect()
-    steady = _status_kib("VmRSS")
+    steady = machine.resident_bytes()
     return dict(sizes=list(sizes), epsilon=epsilon, batch=batch_size, nnz=int(model.nnz),
-                baseline_rss_bytes=baseline * 1024, built_peak_rss_bytes=built * 1024,
-                peak_rss_bytes=peak * 1024, steady_rss_bytes=steady * 1024, loss=value)
+                baseline_rss_bytes=baseline, built_peak_rss_bytes=built, peak_rss_bytes=peak,
+                steady_rss_bytes=steady, loss=value)
 
 
 def dense_weight_bytes(sizes: Sequence[int], bytes_per_weight: int = 4) -> int:

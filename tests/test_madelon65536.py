@@ -21,7 +21,7 @@ from sklearn.datasets import make_classification
 from swatlib.data import (CorruptDataError, DatasetNotFoundError, _files, load, madelon, madelon65536,
                           standardise)
 from swatlib.data.__main__ import main
-from swatlib.data.dataset import SUBSET_SEED, _pick
+from swatlib.data.dataset import SUBSET_SEED, pick_subset
 from swatlib.data.madelon65536 import ensure_madelon65536, generate, useful_columns
 from swatlib.paths import PROJECT_ROOT
 
@@ -187,7 +187,7 @@ def test_subset_reads_the_drawn_rows(isolated):
     x_path, y_path = ensure_madelon65536(N, F, 0)
     raw, y = np.load(x_path), np.load(y_path)
     rng = np.random.default_rng(SUBSET_SEED)
-    train, test = _pick(280, 50, rng), 280 + _pick(120, 20, rng)
+    train, test = pick_subset(280, 50, rng), 280 + pick_subset(120, 20, rng)
     x_train, x_test = standardise(raw[train], raw[test])
     torch.testing.assert_close(d.x_train, x_train, rtol=0, atol=1e-6)
     torch.testing.assert_close(d.x_test, x_test, rtol=0, atol=1e-6)
@@ -212,24 +212,23 @@ def test_loading_holds_the_float32_matrix_once(isolated, tmp_path):
     """The peak RSS of a process loading a 1000 × 16384 set (62.5 MiB) grows by about that much.
 
     Measured in a fresh process, after the imports and a first tiny load (one-off initialisations),
-    from its resident size to its high-water mark (reset through ``/proc/self/clear_refs``;
+    from its resident size to its high-water mark (:func:`swatlib.machine.reset_peak_resident`;
     ``ru_maxrss`` would include the forking parent's).
     """
     n, f = 1000, 16384
     ensure_madelon65536(n, f, 0)
     ensure_madelon65536(40, 64, 0)
     script = (
-        "import json, re, torch\n"
+        "import json, torch\n"
         "from swatlib.data import load, madelon65536\n"
-        "def kib(field):\n"
-        "    return int(re.search(field + r':\\s+(\\d+)', open('/proc/self/status').read()).group(1))\n"
+        "from swatlib.machine import peak_resident_bytes, reset_peak_resident, resident_bytes\n"
         "madelon65536.CHUNK_BYTES = 1 << 20\n"
         "torch.set_num_threads(1)\n"
         "load('madelon-65536', n_features=64, n_samples=40)\n"
-        "open('/proc/self/clear_refs', 'w').write('5')\n"
-        "before = kib('VmRSS')\n"
+        "reset_peak_resident()\n"
+        "before = resident_bytes()\n"
         f"d = load('madelon-65536', n_features={f}, n_samples={n})\n"
-        "print(json.dumps([before * 1024, kib('VmHWM') * 1024]))\n"
+        "print(json.dumps([before, peak_resident_bytes()]))\n"
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
                          env={**os.environ, "OMP_NUM_THREADS": "1"}, cwd=PROJECT_ROOT)

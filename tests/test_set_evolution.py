@@ -200,23 +200,20 @@ def test_bad_arguments_name_the_argument():
 
 _MEMORY_SCRIPT = textwrap.dedent("""
     import torch
+    from swatlib.machine import peak_resident_bytes
     from swatlib.optim import DecoupledSGD
     from swatlib.sparse import SparseLinear
     from swatlib.topology import SET
 
-    def peak_rss():
-        with open("/proc/self/status") as status:
-            return next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmHWM"))
-
     torch.zeros(1).sum()
-    baseline = peak_rss()
+    baseline = peak_resident_bytes()
     g = torch.Generator().manual_seed(0)
     layer = SparseLinear(200_000, 200_000, epsilon=1, generator=g)
     optimizer = DecoupledSGD(layer.parameters(), lr=0.01)
     layer.values.grad = torch.ones_like(layer.values)
     optimizer.step()
     change = SET([layer], optimizer=optimizer, generator=g).step()[0]
-    print(layer.nnz, change.grown.numel(), peak_rss() - baseline)
+    print(layer.nnz, change.grown.numel(), peak_resident_bytes() - baseline)
 """)
 
 

@@ -234,12 +234,9 @@ def test_rigl_bad_arguments_name_the_argument():
 
 _RIGL_MEMORY_SCRIPT = textwrap.dedent("""
     import torch
+    from swatlib.machine import peak_resident_bytes, reset_peak_resident, resident_bytes
     from swatlib.sparse import SparseLinear
     from swatlib.topology import RigL
-
-    def status(field):
-        with open("/proc/self/status") as f:
-            return next(int(line.split()[1]) * 1024 for line in f if line.startswith(field))
 
     torch.set_num_threads(1)
     g = torch.Generator().manual_seed(0)
@@ -248,11 +245,10 @@ _RIGL_MEMORY_SCRIPT = textwrap.dedent("""
     rigl = RigL([layer], t_end=10, delta_t=1, optimizer=opt)
     layer(torch.randn(64, 20_000, generator=g)).square().sum().backward()
     opt.step()
-    with open("/proc/self/clear_refs", "w") as f:   # reset the peak (VmHWM) to the current RSS
-        f.write("5")
-    before = status("VmRSS")
+    reset_peak_resident()
+    before = resident_bytes()
     change = rigl.step()[0]
-    print(layer.nnz, change.grown.numel(), status("VmHWM") - before)
+    print(layer.nnz, change.grown.numel(), peak_resident_bytes() - before)
 """)
 
 

@@ -122,8 +122,28 @@ def subset_sizes(subset: Subset, n_train: int, n_test: int) -> tuple[int, int]:
     return sizes
 
 
-def _pick(n: int, k: int, rng: np.random.Generator) -> np.ndarray | slice:
-    """Sorted indices of ``k`` of ``n`` samples drawn without replacement; a view if k == n."""
+def pick_subset(n: int, k: int, rng: np.random.Generator) -> np.ndarray | slice:
+    """Which ``k`` of ``n`` samples a subset keeps: sorted indices drawn without replacement.
+
+    Every loader draws its ``subset`` through this, with ``np.random.default_rng(SUBSET_SEED)`` and
+    the training split first, so that a profile's subset is the same samples on every run — also
+    for madelon-65536, which reads only the kept rows from disk. The indices are sorted: the kept
+    samples stay in the split's order, and those rows are read front to back.
+
+    Parameters
+    ----------
+    n : int
+        Samples in the split.
+    k : int
+        Samples to keep, ``1 <= k <= n`` (:func:`subset_sizes`).
+    rng : np.random.Generator
+        The draw; advanced only when ``k < n``.
+
+    Returns
+    -------
+    np.ndarray or slice
+        int64 indices, or ``slice(None)`` when ``k == n`` (indexing with it gives a view, no copy).
+    """
     if k == n:
         return slice(None)
     return np.sort(rng.choice(n, size=k, replace=False))
@@ -175,7 +195,7 @@ def make_dataset(
             )
     k_train, k_test = subset_sizes(subset, len(y_train), len(y_test))
     rng = np.random.default_rng(SUBSET_SEED)
-    keep_train, keep_test = _pick(len(y_train), k_train, rng), _pick(len(y_test), k_test, rng)
+    keep_train, keep_test = pick_subset(len(y_train), k_train, rng), pick_subset(len(y_test), k_test, rng)
     flat_train, flat_test = x_train[keep_train].reshape(k_train, -1), x_test[keep_test].reshape(k_test, -1)
     if standardize:
         x_tr, x_te = standardise(flat_train, flat_test)

@@ -62,7 +62,7 @@ import torch
 from swatlib.atomic import atomic_path
 from swatlib.cache import canonical_json
 from swatlib.data import _files, madelon
-from swatlib.data.dataset import SUBSET_SEED, Dataset, Subset, _pick, standardise, subset_sizes
+from swatlib.data.dataset import SUBSET_SEED, Dataset, Subset, pick_subset, standardise, subset_sizes
 from swatlib.data.errors import CorruptDataError, DatasetNotFoundError
 
 DATASET = "madelon-65536"
@@ -388,7 +388,7 @@ def load_madelon65536(
     n_train, n_test = split_sizes(n_samples)
     k_train, k_test = subset_sizes(subset, n_train, n_test)
     rng = np.random.default_rng(SUBSET_SEED)
-    keep_train, keep_test = _pick(n_train, k_train, rng), _pick(n_test, k_test, rng)
+    keep_train, keep_test = pick_subset(n_train, k_train, rng), pick_subset(n_test, k_test, rng)
     rows_train = np.arange(n_train)[keep_train]
     rows_test = n_train + np.arange(n_test)[keep_test]
     x_train = torch.empty(k_train, n_features, dtype=torch.float32)

@@ -30,7 +30,6 @@ import argparse
 import json
 import math
 import os
-import resource
 import signal
 import subprocess
 import sys
@@ -241,18 +240,6 @@ def _label(spec: dict[str, Any]) -> str:
     return f"{spec['architecture']}{scale}"
 
 
-def _rss_bytes() -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
-def _peak_rss_bytes() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
 def _clock() -> tuple[float, float]:
     return time.perf_counter(), time.process_time()
 
@@ -277,7 +264,7 @@ def measure(spec: dict[str, Any], log: Callable[[str], None] = print) -> dict[st
     torch.manual_seed(spec["seed"])  # dropout masks come from the global generator
     generator = torch.Generator().manual_seed(spec["seed"])
     sizes, batch, micro = spec["sizes"], spec["batch_size"], spec["micro_batch_size"]
-    baseline_rss, load_average = _rss_bytes(), machine.load_average()
+    baseline_rss, load_average = machine.resident_bytes(), machine.load_average()
     start = _clock()
     data = load(spec["dataset"], n_features=sizes[0], n_samples=spec["samples"], seed=spec["seed"])
     data_seconds = _since(start)[0]
@@ -336,7 +323,7 @@ def measure(spec: dict[str, Any], log: Callable[[str], None] = print) -> dict[st
         "inferred_samples": inferred, "test_samples": n_test, "inference_seconds_measured": inference_wall,
         "inference_cpu_seconds": inference_cpu, "inference_seconds": inference_wall * n_test / inferred,
         "test_loss": test_loss, "test_accuracy": test_accuracy,
-        "baseline_rss_bytes": baseline_rss, "peak_rss_bytes": _peak_rss_bytes(),
+        "baseline_rss_bytes": baseline_rss, "peak_rss_bytes": machine.peak_resident_bytes(),
         "machine": machine.describe(), "load_average_before": load_average,
     }
 

@@ -43,7 +43,6 @@ import math
 import multiprocessing.connection
 import os
 import pickle
-import resource
 import signal
 import socket
 import tempfile
@@ -57,6 +56,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from swatlib import machine
 from swatlib.atomic import atomic_write_bytes
 from swatlib.experiments import runs
 from swatlib.parallel import messages
@@ -216,7 +216,7 @@ class _Clock:
         received = sum(m.bytes_received for m in message_objects)
         return {"role": role, "rank": rank, "wall_seconds": time.perf_counter() - self.start,
                 "cpu_seconds": time.process_time() - self.cpu_start,
-                "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "peak_rss_mib": machine.peak_resident_bytes() / 2**20,
                 "bytes_sent": sent, "bytes_received": received, **{f"{k}_seconds": v for k, v in self.seconds.items()},
                 **extra}
 

@@ -40,7 +40,6 @@ import ctypes
 import gc
 import os
 import pickle
-import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -51,6 +50,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from swatlib.machine import peak_resident_bytes, reset_peak_resident, resident_bytes
 
 from .compressed import ROLE_ATTRIBUTE
 
@@ -177,24 +178,11 @@ def _glibc() -> ctypes.CDLL:
     return libc
 
 
-def _resident_bytes(libc: ctypes.CDLL) -> int:
+def _trimmed_resident_bytes(libc: ctypes.CDLL) -> int:
+    """:func:`swatlib.machine.resident_bytes` once garbage is collected and freed heap pages are returned."""
     gc.collect()
     libc.malloc_trim(0)  # hand freed heap pages back, so that freed memory leaves the RSS
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def _reset_high_water() -> None:
-    with open("/proc/self/clear_refs", "w") as refs:
-        refs.write("5")  # resets VmHWM to the current resident set
-
-
-def _high_water_bytes() -> int:
-    with open("/proc/self/status") as status:
-        match = re.search(r"^VmHWM:\s+(\d+) kB", status.read(), re.MULTILINE)
-    if match is None:
-        raise RuntimeError("/proc/self/status has no VmHWM line")
-    return int(match.group(1)) * 1024
+    return resident_bytes()
 
 
 def graph_resident_bytes(run: Callable[[], torch.Tensor]) -> int:
@@ -219,9 +207,9 @@ def graph_resident_bytes(run: Callable[[], torch.Tensor]) -> int:
     """
     libc = _glibc()
     output = run()
-    alive = _resident_bytes(libc)
+    alive = _trimmed_resident_bytes(libc)
     del output
-    return alive - _resident_bytes(libc)
+    return alive - _trimmed_resident_bytes(libc)
 
 
 @dataclass(frozen=True)
@@ -275,16 +263,16 @@ def measure_step_peak(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
         update(forward())
     # One measured step, one baseline: the forward peak is read first, the step's later, so the step's
     # peak contains the forward's (two separately measured steps could disagree by allocator reuse).
-    before = _resident_bytes(libc)
-    _reset_high_water()
+    before = _trimmed_resident_bytes(libc)
+    reset_peak_resident()
     loss = forward()
-    peak_forward = _high_water_bytes() - before
-    graph = _resident_bytes(libc) - before
+    peak_forward = peak_resident_bytes() - before
+    graph = _trimmed_resident_bytes(libc) - before
     update(loss)
     del loss
     # Linux batches per-thread RSS counters, so a later VmHWM reading can come out a few dozen pages
     # lower than an earlier one; the step's peak includes its forward pass's by definition.
-    step = max(_high_water_bytes() - before, peak_forward)
+    step = max(peak_resident_bytes() - before, peak_forward)
     with SavedTensorMeter(model) as meter:
         loss = forward()
     del loss
