@@ -115,7 +115,8 @@ def test_summarise_ratios_best_sequential_and_accuracy(bench):
     assert row["worker_wait_fraction"] == pytest.approx(0.2) and row["master_cpu_share"] == pytest.approx(0.2)
     assert row["mean_staleness"] == 2.0 and out["variants"]["sequential-1t"]["master_cpu_share"] is None
     assert bench.goal(out, busy=False) == {"variant": "wasap-K2", "target": 1.6, "measured": pytest.approx(1.6),
-                                           "met": True, "busy_machine": False, "applies_to": "an idle 2-core machine"}
+                                           "met": True, "busy_machine": False, "applies_to": "an idle 2-core machine",
+                                           "ceiling": pytest.approx(2 * 100 / 125)}
 
 
 def test_within_noise_needs_two_seeds(bench):

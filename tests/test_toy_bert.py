@@ -11,6 +11,8 @@ import torch.nn.functional as F
 from swatlib.models import MaskedLM, ToyBERT
 from swatlib.models.toy_bert import mask_tokens, sparsify
 from swatlib.sparse import SparseLinear
+from swatlib.swat import SWATLinear
+from swatlib.topk import topk_mask
 from swatlib.topology import RigL
 from swatlib.train import fit
 
@@ -83,7 +85,25 @@ def test_sparsify_rejects_unknown_layers_and_kinds():
     with pytest.raises(ValueError, match="unknown layers"):
         sparsify(tiny(), {"decoder": 0.5})
     with pytest.raises(ValueError, match="kind"):
-        sparsify(tiny(), {"blocks.0.fc1": 0.5}, kind="swat")
+        sparsify(tiny(), {"blocks.0.fc1": 0.5}, kind="dense")
+
+
+def test_swat_layers_share_the_weights_and_compute_with_the_top_k_weights():
+    """kind="swat": the SWAT layer keeps the Linear's Parameters; its forward (float64) is the dense model's
+    with each sparse layer's weights cut to their Top-K magnitudes, and every weight gets a gradient."""
+    model, reference = tiny(3).double(), tiny(3).double()
+    weight = model.blocks[0].fc1.weight
+    layers = sparsify(model, {"blocks.0.fc1": 0.25, "blocks.1.attn.v": 0.5}, kind="swat")
+    assert all(isinstance(layer, SWATLinear) for layer in layers) and model.blocks[0].fc1.weight is weight
+    assert layers[0].ledger_name == "blocks.0.fc1"
+    with torch.no_grad():
+        for name, density in (("blocks.0.fc1", 0.25), ("blocks.1.attn.v", 0.5)):
+            w = reference.get_submodule(name).weight
+            w.mul_(topk_mask(w, density))
+    x = tokens()
+    torch.testing.assert_close(model(x), reference(x))
+    model(x).pow(2).sum().backward()
+    assert bool((weight.grad != 0).float().mean() > 0.9)       # dense update: unkept weights learn too
 
 
 def test_encoder_linears_selection():

@@ -97,9 +97,11 @@ def test_a_tiny_study_end_to_end(tiny_corpus):
     train = dict(steps=40, batch=4, lr=1.0e-2, weight_decay=0.01, warmup=5, eval_every=10, threads=1,
                  timing_warmup=1, timing_steps=2)
     variants = [dict(method=m, density=0.3, delta_t=10) for m in ("rigl", "set", "gmp")]
-    variants.append(dict(method="rigl-densify", initial_density=0.2, density=0.4, delta_t=10))
+    variants += [dict(method="rigl-densify", initial_density=0.2, density=0.4, delta_t=10),
+                 dict(method="swat", density=0.3)]
     specs = tb.build_specs(profile="test", seeds=[0], variants=variants, corpus=corpus, model=model, train=train,
                            cap=1.5, kind="masked", timing_variants=[dict(method="rigl", density=0.3, delta_t=10)])
+    assert [s["kind"] for s in specs["variants"]] == ["masked"] * 4 + ["swat"]
     results = tb.run_all(specs, jobs=1, log=lambda _: None)
     dense = results["dense"][0].result["history"]
     assert [h["step"] for h in dense] == [0, 10, 20, 30, 40]
@@ -113,8 +115,13 @@ def test_a_tiny_study_end_to_end(tiny_corpus):
     # FLOPs per step of a sparse run are below the dense run's
     rigl = next(r for r in results["variants"] if r.spec["method"] == "rigl").result["history"]
     assert rigl[1]["flops"] < dense[1]["flops"]
+    # SWAT: the same products as RigL's sparse steps, but AdamW over every weight and its Top-K selections
+    swat = next(r for r in results["variants"] if r.spec["method"] == "swat").result
+    assert swat["final_densities"] == {name: 0.3 for name in swat["final_densities"]}
+    assert rigl[1]["flops"] < swat["history"][1]["flops"] < dense[1]["flops"]
     table = tb.net_time_table(results)
-    assert set(table["variant"]) == {"dense", "rigl d=0.3", "set d=0.3", "gmp d=0.3", "rigl-densify d=0.2→0.4"}
+    assert set(table["variant"]) == {"dense", "rigl d=0.3", "set d=0.3", "gmp d=0.3", "rigl-densify d=0.2→0.4",
+                                     "swat d=0.3"}
     dense_rows = table[table["variant"] == "dense"]
     assert (dense_rows["net_time_min"] == dense_rows["wall_time_dense_hw_min"]).all()
     reached = table[(table["variant"] == "rigl d=0.3") & (table["steps"] < math.inf)]
@@ -123,7 +130,7 @@ def test_a_tiny_study_end_to_end(tiny_corpus):
 
 
 @pytest.mark.parametrize("variant, match", [
-    ({"method": "swat", "density": 0.2}, "method"),
+    ({"method": "lottery", "density": 0.2}, "method"),
     ({"method": "rigl", "density": 0.0}, "density"),
     ({"method": "rigl-densify", "density": 0.2}, "initial_density"),
     ({"method": "rigl-densify", "density": 0.2, "initial_density": 0.5}, "initial_density"),

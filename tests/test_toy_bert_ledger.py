@@ -8,8 +8,8 @@ import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from swatlib.costmodel import (ADAMW_FLOPS_PER_PARAMETER, TransformerShape, model_ledger, rigl_growth_flops,
-                               transformer_ledger)
+from swatlib.costmodel import (ADAMW_FLOPS_PER_PARAMETER, TopKCost, TransformerShape, model_ledger, model_topk,
+                               rigl_growth_flops, transformer_ledger)
 from swatlib.costmodel.ledger import EXTRA_KINDS
 from swatlib.models import ToyBERT
 from swatlib.models.toy_bert import mask_tokens, sparsify
@@ -56,6 +56,25 @@ def test_masked_and_sparse_models_have_equal_ledgers():
         sparsify(model, {n: 0.3 for n in model.encoder_linears()}, kind=kind, generator=torch.Generator().manual_seed(4))
         ledgers.append(model_ledger(model, B, 9))
     assert ledgers[0].training_flops(include_extras=True) == pytest.approx(ledgers[1].training_flops(include_extras=True))
+
+
+def test_a_swat_step_has_sparse_products_dense_adamw_and_pays_for_its_top_k():
+    """SWAT (kind="swat"): the products of a sparse model at the same densities, AdamW over every
+    weight as the dense model, plus one Top-K of each sparse layer's W and X per step (period 1)."""
+    densities = {"blocks.0.fc1": 0.25, "blocks.1.attn.q": 0.5}
+    ledgers = {}
+    for kind in ("dense", "sparse", "swat"):
+        model, _, _, _ = model_and_batch()
+        if kind != "dense":
+            sparsify(model, densities, kind=kind, generator=torch.Generator().manual_seed(0))
+        assert (model_topk(model) is not None) == (kind == "swat")
+        ledgers[kind] = model_ledger(model, B, 9)
+    assert ledgers["swat"].macs() == pytest.approx(ledgers["sparse"].macs(), rel=1e-3)   # nnz rounding
+    assert ledgers["swat"].extra_flops(("optimizer",)) == ledgers["dense"].extra_flops(("optimizer",))
+    rows = B * SIZES["max_seq"]
+    selected = sum(o * i + rows * i for o, i in ((SIZES["ffn"], SIZES["width"]), (SIZES["width"], SIZES["width"])))
+    assert ledgers["swat"].extra_flops(("topk",)) == TopKCost().per_element() * selected
+    assert ledgers["dense"].extra_flops(("topk",)) == ledgers["sparse"].extra_flops(("topk",)) == 0
 
 
 def test_adamw_counts_every_trainable_parameter_once():

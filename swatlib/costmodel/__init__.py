@@ -24,7 +24,7 @@ from .layers import LayerInfo, compute_layers, layer_table, total_macs
 from .ledger import (FlopLedger, LedgerEntry, MeasuredLedger, active_ledger, nominal_ledger,
                      record, record_extra)
 from .transformer import (ADAMW_FLOPS_PER_PARAMETER, TransformerShape, model_densities, model_ledger,
-                          model_shape, rigl_growth_flops, transformer_ledger)
+                          model_shape, model_topk, rigl_growth_flops, transformer_ledger)
 from .memory import INDEX_FORMATS, MemoryReport, SavedTensor, backward_memory, tensor_bytes
 from .methods import (DISTRIBUTIONS, METHODS, PHASES, LayerPlan, MethodOptions, MethodSpec,
                       PhaseDensities, TopKCost, get_method, layer_densities, method_names, plan)
@@ -38,7 +38,7 @@ __all__ = [
     "FlopLedger", "LedgerEntry", "MeasuredLedger", "active_ledger", "nominal_ledger",
     "record", "record_extra",
     "ADAMW_FLOPS_PER_PARAMETER", "TransformerShape", "model_densities", "model_ledger", "model_shape",
-    "rigl_growth_flops",
+    "model_topk", "rigl_growth_flops",
     "transformer_ledger",
     "INDEX_FORMATS", "MemoryReport", "SavedTensor", "backward_memory", "tensor_bytes",
     "DISTRIBUTIONS", "METHODS", "PHASES", "LayerPlan", "MethodOptions", "MethodSpec",

@@ -28,7 +28,14 @@ kind                forward                                           backward
                                                                       per trainable parameter
 ``dense_gradient``  —                                                 RigL's growth step: the missing
                                                                       ``(1 − d)·M`` weight-gradient MACs
+``topk``            SWAT only: selecting W and X of every sparse      —
+                    layer, :class:`~swatlib.costmodel.TopKCost` per
+                    element
 ==================  ===============================================  ==========================
+
+A **SWAT** step (``topk`` given) has the same products at density ``d`` — Top-K weights forward, Top-K
+weights (input gradient) and Top-K activations (weight gradient) backward — but AdamW updates every
+weight, kept or not, and the selections cost their own FLOPs.
 
 A test checks the linear and attention-product part against
 :class:`torch.utils.flop_counter.FlopCounterMode` on the dense model (with the math attention
@@ -41,9 +48,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from .ledger import BN_FLOPS, ExtraEntry, FlopLedger, LedgerEntry
+from .methods import TopKCost
 
 __all__ = ["ADAMW_FLOPS_PER_PARAMETER", "GELU_FLOPS", "LOSS_FLOPS", "SOFTMAX_FLOPS", "TransformerShape",
-           "model_densities", "model_ledger", "model_shape", "rigl_growth_flops", "transformer_ledger"]
+           "model_densities", "model_ledger", "model_shape", "model_topk", "rigl_growth_flops",
+           "transformer_ledger"]
 
 #: AdamW per parameter: decay ``w·(1 − lr·wd)`` 1; ``m.lerp_(g)`` 3; ``v·β₂ + (1 − β₂)·g²`` 4;
 #: ``√v / √bc₂ + ε`` 3; ``w − step·m / denom`` 3 (torch's implementation, bias corrections are scalars).
@@ -98,7 +107,7 @@ class TransformerShape:
 
 
 def transformer_ledger(shape: TransformerShape, densities: Mapping[str, float] | None = None, *,
-                       dense_gradient_fraction: float = 0.0) -> FlopLedger:
+                       dense_gradient_fraction: float = 0.0, topk: TopKCost | None = None) -> FlopLedger:
     """Nominal ledger of one training step (module docstring).
 
     Parameters
@@ -110,6 +119,9 @@ def transformer_ledger(shape: TransformerShape, densities: Mapping[str, float] |
     dense_gradient_fraction
         Share of steps on which RigL computes the full dense weight gradient of its sparse
         layers (``1/ΔT`` while it is updating, 0 after ``t_end``).
+    topk
+        The sparse layers are SWAT layers whose Top-K costs this much (module docstring); None:
+        they are sparse layers whose optimizer sees only the kept weights.
 
     Raises
     ------
@@ -132,8 +144,10 @@ def transformer_ledger(shape: TransformerShape, densities: Mapping[str, float] |
         for phase in ("forward", "input_grad", "weight_grad"):
             entries.append(LedgerEntry(name, phase, macs, macs * d, float(n_in * n_out), float(rows * n_in),
                                        float(rows * n_out), d, 1.0, 1.0))
-        weights_updated += d * n_in * n_out
+        weights_updated += (1.0 if topk else d) * n_in * n_out
         dense_gradient += (1.0 - d) * macs
+        if topk and d < 1.0:
+            extras.append(ExtraEntry("topk", "forward", topk.per_element() * (n_in * n_out + rows * n_in)))
     macs = float(shape.masked * shape.width * shape.vocab)
     for phase in ("forward", "input_grad", "weight_grad"):
         entries.append(LedgerEntry("decoder", phase, macs, macs, float(shape.width * shape.vocab),
@@ -176,12 +190,17 @@ def model_shape(model, batch: int, masked: float) -> TransformerShape:
 
 
 def model_densities(model) -> dict[str, float]:
-    """Each sparse encoder linear's density as it is now: a ``SparseLinear``'s nnz or a masked layer's
-    mask (the *measured* densities); dense layers are left out."""
+    """Each sparse encoder linear's density as it is now: a ``SparseLinear``'s nnz, a masked layer's
+    mask or a SWAT layer's Top-K density (the *measured* densities); dense layers are left out."""
+    from swatlib.swat import SWATLayer
+
     densities = {}
     for name, layer in model.encoder_linears().items():
         mask = getattr(layer, "topology_mask", None)
-        if mask is not None:
+        if isinstance(layer, SWATLayer):
+            if layer.density < 1.0:
+                densities[name] = layer.density
+        elif mask is not None:
             densities[name] = float(mask.float().mean())
         elif hasattr(layer, "nnz"):
             densities[name] = layer.nnz / (layer.in_features * layer.out_features)
@@ -201,4 +220,16 @@ def model_ledger(model, batch: int, masked: float, *, dense_gradient_fraction: f
         As for :func:`transformer_ledger`.
     """
     return transformer_ledger(model_shape(model, batch, masked), model_densities(model),
-                              dense_gradient_fraction=dense_gradient_fraction)
+                              dense_gradient_fraction=dense_gradient_fraction, topk=model_topk(model))
+
+
+def model_topk(model) -> TopKCost | None:
+    """The Top-K cost of a model's sparse SWAT encoder linears (their threshold period), or None if it
+    has none: what :func:`transformer_ledger` needs to count a SWAT step."""
+    from swatlib.swat import SWATLayer
+
+    periods = {layer.period for layer in model.encoder_linears().values()
+               if isinstance(layer, SWATLayer) and layer.density < 1.0}
+    if len(periods) > 1:
+        raise ValueError(f"SWAT layers with different periods {sorted(periods)}: one ledger counts one period")
+    return TopKCost(period=periods.pop()) if periods else None

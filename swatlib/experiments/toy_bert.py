@@ -26,6 +26,11 @@ The new idea, **densifying RigL** (``rigl-densify``): RigL whose density *grows*
 capacity comes when the loss needs it. Its closest relative found (growth-only sparse-to-dense
 training, Yao & Dovrolis, arXiv 2509.25665) grows without RigL's drop-and-grow and to discover a
 density, not to reach a loss sooner; the notebook states how this was checked.
+
+**SWAT** (``swat``, paper profile): the encoder linears become :class:`~swatlib.swat.SWATLinear` layers
+— dense weights, Top-K weights forward, Top-K weights and activations backward, every weight updated
+(SPEC §5) — so the ledger counts its products at the density, AdamW over every weight and the Top-K
+selections (:func:`~swatlib.costmodel.transformer.transformer_ledger`'s ``topk``).
 """
 
 from __future__ import annotations
@@ -42,7 +47,8 @@ from typing import Any
 import torch
 
 from swatlib.cache import ResultsCache
-from swatlib.costmodel.transformer import model_densities, model_shape, rigl_growth_flops, transformer_ledger
+from swatlib.costmodel.transformer import (model_densities, model_shape, model_topk, rigl_growth_flops,
+                                           transformer_ledger)
 from swatlib.data import wordnet
 from swatlib.densities import check_density, distribute
 from swatlib.experiments.runs import Family, RunResult, run_many
@@ -50,12 +56,12 @@ from swatlib.models.toy_bert import MaskedLM, ToyBERT, sparsify
 from swatlib.topology import SET, Densify, GradualMagnitudePruning, RigL
 from swatlib.train import fit, train_step, use_threads
 
-__all__ = ["FAMILY", "METHODS", "TARGET_FRACTIONS", "Prepared", "average_density", "build_specs",
+__all__ = ["FAMILY", "METHODS", "TARGET_FRACTIONS", "Prepared", "average_density", "build_run", "build_specs",
            "net_time_table",
-           "prepare", "run_all", "steps_to_targets", "train_run"]
+           "prepare", "run_all", "steps_to_targets", "time_steps", "train_run"]
 
-#: Sparse-training methods (besides ``dense``).
-METHODS = ("rigl", "set", "gmp", "rigl-densify")
+#: Sparse-training methods (besides ``dense``); ``swat`` keeps dense weights and Top-K's them every step.
+METHODS = ("rigl", "set", "gmp", "rigl-densify", "swat")
 #: Fractions of the dense run's steps whose held-out loss are the targets.
 TARGET_FRACTIONS = (0.25, 0.5, 0.75, 1.0)
 
@@ -115,8 +121,9 @@ def prepared_for(spec: dict[str, Any]) -> Prepared:
 
 
 # ------------------------------------------------------------------------------------------ one run
-def _build(spec: dict[str, Any], prepared: Prepared):
-    """Model, task, optimizer, scheduler and topology algorithms of a spec."""
+def build_run(spec: dict[str, Any], prepared: Prepared):
+    """``(model, task, optimizer, scheduler, topology, generator)`` of a spec: what :func:`train_run`
+    trains or times (public so that ``benchmarks/toy_bert.py`` times the study's own models)."""
     m, t = spec["model"], spec["train"]
     generator = torch.Generator().manual_seed(spec["seed"])
     model = ToyBERT(prepared.vocab_size, width=m["width"], depth=m["depth"], heads=m["heads"], ffn=m["ffn"],
@@ -162,10 +169,10 @@ def train_run(spec: dict[str, Any], log: Callable[[str], None]) -> dict[str, Any
     """Train one spec (or, for a timing spec, time its steps); the JSON-able result."""
     use_threads(spec["train"]["threads"])
     prepared = prepared_for(spec)
-    model, task, optimizer, scheduler, topology, generator = _build(spec, prepared)
+    model, task, optimizer, scheduler, topology, generator = build_run(spec, prepared)
     t = spec["train"]
     if spec["timing"]:
-        return _time_steps(spec, model, task, optimizer, scheduler, topology, generator)
+        return time_steps(spec, model, task, optimizer, scheduler, topology, generator)
     rigl = next((a for a in topology if isinstance(a, RigL)), None)
     batch, every = t["batch"], t["eval_every"]
     history = [{"step": 0, "test_loss": task.evaluate(model)["test_loss"], "flops": 0.0,
@@ -175,7 +182,7 @@ def train_run(spec: dict[str, Any], log: Callable[[str], None]) -> dict[str, Any
     def on_epoch_end(epoch: int) -> None:
         masked = (task.picked - state["picked"]) / every
         shape = model_shape(model, batch, masked)
-        ledger = transformer_ledger(shape, state["densities"])
+        ledger = transformer_ledger(shape, state["densities"], topk=model_topk(model))
         flops = ledger.training_flops(include_extras=True) * every
         if rigl is not None:
             growth_steps = sum(rigl.due(s) for s in range((epoch - 1) * every + 1, epoch * every + 1))
@@ -197,7 +204,7 @@ def train_run(spec: dict[str, Any], log: Callable[[str], None]) -> dict[str, Any
             "embedding_flops": prepared.embedding_flops}
 
 
-def _time_steps(spec, model, task, optimizer, scheduler, topology, generator) -> dict[str, Any]:
+def time_steps(spec, model, task, optimizer, scheduler, topology, generator) -> dict[str, Any]:
     """Seconds per training step, measured over ``timing_steps`` steps after ``timing_warmup`` ones
     (RigL's growth steps included at their share when ``delta_t`` divides the window), and the
     1-minute load average at the end (the measurement is only meaningful on an idle machine)."""
@@ -250,7 +257,8 @@ def build_specs(*, profile: str, seeds: Sequence[int], variants: Sequence[dict[s
     cap
         Variants train ``cap ×`` the dense steps.
     kind
-        Layer kind of the training runs (``masked`` or ``sparse``; equal trajectories).
+        Layer kind of the training runs (``masked`` or ``sparse``; equal trajectories); ``swat``
+        variants always use SWAT layers.
     timing_variants
         Variants whose step time is measured with truly sparse layers (plus dense).
 
@@ -275,10 +283,12 @@ def build_specs(*, profile: str, seeds: Sequence[int], variants: Sequence[dict[s
     for seed in seeds:
         specs["dense"].append(dict(defaults, method="dense", train=train, seed=seed))
         for variant in variants:
-            specs["variants"].append(dict(defaults, train=capped, seed=seed, **variant))
+            variant_kind = "swat" if variant["method"] == "swat" else kind
+            specs["variants"].append(dict(defaults, train=capped, seed=seed, **dict(variant, kind=variant_kind)))
     for variant in [{"method": "dense"}, *timing_variants]:
+        timing_kind = {"dense": kind, "swat": "swat"}.get(variant["method"], "sparse")
         specs["timing"].append(dict(defaults, train=train, seed=seeds[0], timing=True,
-                                    **dict(variant, kind="sparse" if variant["method"] != "dense" else kind)))
+                                    **dict(variant, kind=timing_kind)))
     return specs
 
 

@@ -15,7 +15,7 @@ needs the masked positions only and the decoder is the largest matrix of the mod
 The sparsifiable layers are the encoder's linears (:meth:`ToyBERT.encoder_linears`);
 :func:`sparsify` turns them into truly sparse :class:`~swatlib.sparse.SparseLinear` layers or masks them
 with :class:`~swatlib.sparse.MaskedWeight`, from one random topology, so both kinds start from the same
-weights. :class:`MaskedLM` is the training task for :func:`swatlib.train.fit`.
+weights — or into SWAT layers (:class:`~swatlib.swat.SWATLinear`, dense weights, Top-K per step). :class:`MaskedLM` is the training task for :func:`swatlib.train.fit`.
 """
 
 from __future__ import annotations
@@ -187,6 +187,9 @@ def sparsify(model: ToyBERT, densities: Mapping[str, float], *, kind: str = "spa
         ``"sparse"``: replace the layer by a truly sparse :class:`~swatlib.sparse.SparseLinear` holding the
         kept weights; ``"masked"``: keep the ``nn.Linear`` and mask it (:class:`~swatlib.sparse.MaskedWeight`).
         Both draw the same mask from an equal generator, so they start from identical weights.
+        ``"swat"``: no fixed topology — the layer becomes a :class:`~swatlib.swat.SWATLinear` sharing
+        the dense weight (SWAT, SPEC §5: Top-K weights forward, Top-K weights and activations
+        backward at the density, every weight updated); the generator is not used.
     generator
         Randomness of the topologies.
 
@@ -194,24 +197,32 @@ def sparsify(model: ToyBERT, densities: Mapping[str, float], *, kind: str = "spa
     -------
     list
         The topology layers (``SparseLinear`` or ``MaskedWeight``), in forward order, for
-        :mod:`swatlib.topology`.
+        :mod:`swatlib.topology`; for ``"swat"`` the SWAT layers (no topology algorithm applies).
 
     Raises
     ------
     ValueError
         For an unknown kind or layer name, or a density outside (0, 1].
     """
-    if kind not in ("sparse", "masked"):
-        raise ValueError(f"kind must be 'sparse' or 'masked', got {kind!r}")
+    if kind not in ("sparse", "masked", "swat"):
+        raise ValueError(f"kind must be 'sparse', 'masked' or 'swat', got {kind!r}")
     linears = model.encoder_linears()
     unknown = sorted(set(densities) - set(linears))
     if unknown:
         raise ValueError(f"densities names unknown layers {unknown}; valid: {list(linears)}")
+    if kind == "swat":
+        from swatlib.swat import name_swat_layers, swat_layer  # swatlib.swat imports the models
     layers = []
     for name, linear in linears.items():
         if name not in densities:
             continue
         density = check_density(densities[name], f"densities[{name!r}]")
+        parent, _, child = name.rpartition(".")
+        if kind == "swat":
+            layer = swat_layer(linear, density=density)
+            setattr(model.get_submodule(parent), child, layer)
+            layers.append(layer)
+            continue
         mask = random_mask(linear.weight.shape, density, generator, linear.weight.device)
         if kind == "masked":
             layers.append(MaskedWeight(linear, mask=mask))
@@ -220,9 +231,10 @@ def sparsify(model: ToyBERT, densities: Mapping[str, float], *, kind: str = "spa
             linear.weight.mul_(mask)
             linear.weight[mask & (linear.weight == 0)] = torch.finfo(linear.weight.dtype).tiny
         sparse = SparseLinear.from_dense(linear)
-        parent, _, child = name.rpartition(".")
         setattr(model.get_submodule(parent), child, sparse)
         layers.append(sparse)
+    if kind == "swat":
+        name_swat_layers(model)
     return layers
 
 

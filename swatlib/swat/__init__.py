@@ -33,7 +33,7 @@ from .memory import (SavedBytes, SavedTensorMeter, StepPeak, graph_resident_byte
                      measure_step_peak, saved_bytes, step_peak)
 from .pool import MaskMaxPool2d, mask_max_pool2d
 from .relu import MaskReLU, mask_relu
-from .swatify import SWAT_METHODS, redistributable_layers, swat_densities, swatify
+from .swatify import SWAT_METHODS, redistributable_layers, swat_densities, swat_layer, swatify
 from .topk_state import STRUCTURES, TopK
 
 __all__ = [
@@ -45,6 +45,6 @@ __all__ = [
     "saved_bytes", "step_peak",
     "MaskMaxPool2d", "mask_max_pool2d",
     "MaskReLU", "mask_relu",
-    "SWAT_METHODS", "redistributable_layers", "swat_densities", "swatify",
+    "SWAT_METHODS", "redistributable_layers", "swat_densities", "swat_layer", "swatify",
     "STRUCTURES", "TopK", "topk_mask",
 ]

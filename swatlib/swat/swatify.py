@@ -43,7 +43,7 @@ from .pool import MAX_WINDOW, MaskMaxPool2d
 from .relu import MaskReLU
 from .topk_state import check_period, check_structured
 
-__all__ = ["SWAT_METHODS", "redistributable_layers", "swatify", "swat_densities"]
+__all__ = ["SWAT_METHODS", "redistributable_layers", "swat_densities", "swat_layer", "swatify"]
 
 #: Accepted values of ``method``.
 SWAT_METHODS = ("u", "erk", "m")
@@ -84,7 +84,13 @@ def swat_densities(weight_shapes: list[tuple[int, ...]], method: str, density: f
                       first_layer_dense=first_layer_dense)
 
 
-def _swat_layer(module: nn.Linear | nn.Conv2d, **settings: object) -> SWATLayer:
+def swat_layer(module: nn.Linear | nn.Conv2d, **settings: object) -> SWATLayer:
+    """The SWAT twin of one ``nn.Linear`` / ``nn.Conv2d``, sharing its ``weight`` and ``bias`` Parameters.
+
+    ``settings`` are the SWAT layer's keywords (``density``, ``period``, ``mode``...); the twin keeps the
+    module's training flag. Used by :func:`swatify` and by models that choose their SWAT layers
+    themselves (:func:`swatlib.models.toy_bert.sparsify`).
+    """
     w = module.weight
     common = {"bias": module.bias is not None, "device": w.device, "dtype": w.dtype}
     if isinstance(module, nn.Linear):
@@ -160,7 +166,7 @@ def swatify(model: nn.Module, *, method: str = "u", density: float,
     densities = swat_densities([tuple(m.weight.shape) for _, m in targets], method, density,
                                first_layer_dense=first_layer_dense)
     for (name, module), layer_density in zip(targets, densities):
-        new = _swat_layer(module, density=layer_density, period=period, mode=mode,
+        new = swat_layer(module, density=layer_density, period=period, mode=mode,
                           structured=structured, index_format=index_format)
         _replace(model, name, new)
     for name, module in list(model.named_modules()):
