@@ -178,11 +178,12 @@ def train_run(spec: dict[str, Any], log: Callable[[str], None]) -> dict[str, Any
     history = [{"step": 0, "test_loss": task.evaluate(model)["test_loss"], "flops": 0.0,
                 "density": _sparse_fraction(model, model_densities(model))}]
     state = {"densities": model_densities(model), "picked": 0, "flops": 0.0}
+    topk = model_topk(model)  # SWAT's selection cost (None for the other methods); fixed for the run
 
     def on_epoch_end(epoch: int) -> None:
         masked = (task.picked - state["picked"]) / every
         shape = model_shape(model, batch, masked)
-        ledger = transformer_ledger(shape, state["densities"], topk=model_topk(model))
+        ledger = transformer_ledger(shape, state["densities"], topk=topk)
         flops = ledger.training_flops(include_extras=True) * every
         if rigl is not None:
             growth_steps = sum(rigl.due(s) for s in range((epoch - 1) * every + 1, epoch * every + 1))

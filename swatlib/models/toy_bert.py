@@ -15,7 +15,8 @@ needs the masked positions only and the decoder is the largest matrix of the mod
 The sparsifiable layers are the encoder's linears (:meth:`ToyBERT.encoder_linears`);
 :func:`sparsify` turns them into truly sparse :class:`~swatlib.sparse.SparseLinear` layers or masks them
 with :class:`~swatlib.sparse.MaskedWeight`, from one random topology, so both kinds start from the same
-weights — or into SWAT layers (:class:`~swatlib.swat.SWATLinear`, dense weights, Top-K per step). :class:`MaskedLM` is the training task for :func:`swatlib.train.fit`.
+weights — or into SWAT layers (:class:`~swatlib.swat.SWATLinear`, dense weights, Top-K per step).
+:class:`MaskedLM` is the training task for :func:`swatlib.train.fit`.
 """
 
 from __future__ import annotations
@@ -217,22 +218,20 @@ def sparsify(model: ToyBERT, densities: Mapping[str, float], *, kind: str = "spa
         if name not in densities:
             continue
         density = check_density(densities[name], f"densities[{name!r}]")
-        parent, _, child = name.rpartition(".")
         if kind == "swat":
-            layer = swat_layer(linear, density=density)
-            setattr(model.get_submodule(parent), child, layer)
-            layers.append(layer)
-            continue
-        mask = random_mask(linear.weight.shape, density, generator, linear.weight.device)
-        if kind == "masked":
-            layers.append(MaskedWeight(linear, mask=mask))
-            continue
-        with torch.no_grad():
-            linear.weight.mul_(mask)
-            linear.weight[mask & (linear.weight == 0)] = torch.finfo(linear.weight.dtype).tiny
-        sparse = SparseLinear.from_dense(linear)
-        setattr(model.get_submodule(parent), child, sparse)
-        layers.append(sparse)
+            replacement = swat_layer(linear, density=density)
+        else:
+            mask = random_mask(linear.weight.shape, density, generator, linear.weight.device)
+            if kind == "masked":
+                layers.append(MaskedWeight(linear, mask=mask))
+                continue
+            with torch.no_grad():
+                linear.weight.mul_(mask)
+                linear.weight[mask & (linear.weight == 0)] = torch.finfo(linear.weight.dtype).tiny
+            replacement = SparseLinear.from_dense(linear)
+        parent, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent), child, replacement)
+        layers.append(replacement)
     if kind == "swat":
         name_swat_layers(model)
     return layers
