@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from swatlib.experiments.extreme_scale import ARCHITECTURES, PROTOCOL
 from swatlib.parallel.training import Options, make_plan
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -135,6 +136,18 @@ def test_model_is_set_mlp_benchmarks_and_default_epochs_have_a_local_phase(bench
     assert run_spec["zeta"] == set_mlp.ZETA and run_spec["subset"] is None
     plan = make_plan(run_spec, Options(algorithm="wasap", workers=2, local_fraction=bench.LOCAL_FRACTION), 60_000)
     assert (plan.phase1_epochs, plan.phase2_epochs) == (2, 1)
+
+
+def test_at_scale_the_model_is_table_4s_smallest_with_the_papers_settings(bench):
+    run_spec = bench.benchmark_spec(0, dataset="madelon-65536", epochs=1)
+    sizes, epsilon = ARCHITECTURES["65536-0.5M-0.5M-2"]
+    assert run_spec["dataset"] == "madelon-65536" and tuple(run_spec["sizes"]) == sizes
+    assert run_spec["epsilon"] == epsilon and run_spec["epochs"] == 1
+    assert {k: run_spec[k] for k in PROTOCOL if k not in ("train_fraction", "samples")} == {
+        k: v for k, v in PROTOCOL.items() if k not in ("train_fraction", "samples")}
+    assert bench.benchmark_spec(0, dataset="madelon-65536", sizes=(65536, 64, 2))["sizes"] == [65536, 64, 2]
+    with pytest.raises(ValueError, match="dataset must be one of fashion-mnist, madelon-65536"):
+        bench.benchmark_spec(0, dataset="madelon")
 
 
 def test_unknown_variant_is_an_error_before_any_process(bench):

@@ -296,6 +296,12 @@ def _table3(method: str, column: str) -> Value:
     return cell("40_wasap_sgd_table3", column, dataset="Fashion-MNIST", method=method, IP="no")
 
 
+SENTENCES[r"RigL-ERK, SET, gradual magnitude pruning, FFN-only RigL and densifying RigL\s+needed (\S+) / (\S+) / "
+          r"(\S+) / (\S+) / (\S+) × the FLOPs of uniform RigL"] = lambda: [
+    cell("50_toy_bert_ideas", "over_reference", variant=v)
+    for v in ("rigl d=0.2 erk", "set d=0.2", "gmp d=0.2", "rigl d=0.2 ffn only", "rigl-densify d=0.1→0.3")]
+
+
 SENTENCES[r"WASAP-SGD trained (\S+)× and WASSP-SGD (\S+)× as fast as the sequential run \(the paper, 5 workers "
           r"on 6 cores: (\S+)× and (\S+)×\), and their best test accuracy ended (\S+) and (\S+) points from the "
           r"sequential run's \(the paper: (\S+) and (\S+)\)"] = lambda: [

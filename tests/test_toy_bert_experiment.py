@@ -129,6 +129,22 @@ def test_a_tiny_study_end_to_end(tiny_corpus):
     assert results["timing"][1].result["seconds_per_step"] > 0
 
 
+def test_ideas_are_compared_with_uniform_rigl_at_their_average_density():
+    import pandas as pd
+
+    rows = [("dense", 1.0, 100.0), ("rigl d=0.5", 0.5, 60.0), ("rigl d=0.2", 0.2, 30.0), ("rigl d=0.1", 0.1, 25.0),
+            ("set d=0.2", 0.2, 27.0), ("gmp d=0.2", 0.35, 50.0), ("rigl d=0.2 ffn only", 0.8, 40.0),
+            ("rigl-densify d=0.1→0.3", 0.15, math.inf)]
+    table = pd.DataFrame([{"variant": v, "seed": seed, "target": 1.0, "average_density": d, "gflops": g}
+                          for v, d, g in rows for seed in (0, 1)])
+    out = tb.against_reference(table, 1.0).set_index("variant")
+    assert list(out.index) == ["set d=0.2", "gmp d=0.2", "rigl d=0.2 ffn only", "rigl-densify d=0.1→0.3"]
+    assert out.loc["set d=0.2", "over_reference"] == pytest.approx(27.0 / 30.0)
+    assert out.loc["gmp d=0.2", "reference_gflops"] == pytest.approx(45.0)   # halfway between 30 and 60
+    assert math.isnan(out.loc["rigl d=0.2 ffn only", "reference_gflops"])   # beyond the curve's densities
+    assert math.isnan(out.loc["rigl-densify d=0.1→0.3", "over_reference"])   # never reached the target
+
+
 @pytest.mark.parametrize("variant, match", [
     ({"method": "lottery", "density": 0.2}, "method"),
     ({"method": "rigl", "density": 0.0}, "density"),

@@ -5,7 +5,7 @@ import pytest
 from swatlib import reproduce
 from swatlib.experiments import truly_sparse as ts
 from swatlib.experiments.truly_sparse_profiles import PROFILE_OVERRIDES
-from swatlib.experiments.truly_sparse_reported import PAPER_SETTINGS
+from swatlib.experiments.truly_sparse_reported import DATASETS, PAPER_SETTINGS
 
 
 def test_there_is_one_entry_per_profile_and_paper_changes_nothing():
@@ -28,9 +28,11 @@ def test_a_named_profile_gives_the_same_spec_as_its_dict():
         assert by_name == by_dict and all("overrides" not in spec for spec in by_name)
 
 
-def test_quick_and_smoke_shrink_every_dataset():
+def test_quick_and_smoke_shrink_every_table2_dataset():
+    # madelon-65536 (Table 4's smallest network) has no profile entries: its one user, WASAP-SGD at
+    # scale, names its epochs itself.
     for name in ("quick", "smoke"):
-        for dataset in PAPER_SETTINGS:
+        for dataset in DATASETS:
             assert ts.settings(dataset, name)["epochs"] < ts.settings(dataset, "paper")["epochs"], (name, dataset)
 
 

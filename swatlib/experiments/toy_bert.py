@@ -56,8 +56,8 @@ from swatlib.models.toy_bert import MaskedLM, ToyBERT, sparsify
 from swatlib.topology import SET, Densify, GradualMagnitudePruning, RigL
 from swatlib.train import fit, train_step, use_threads
 
-__all__ = ["FAMILY", "METHODS", "TARGET_FRACTIONS", "Prepared", "average_density", "build_run", "build_specs",
-           "net_time_table",
+__all__ = ["FAMILY", "METHODS", "TARGET_FRACTIONS", "Prepared", "against_reference", "average_density", "build_run",
+           "build_specs", "net_time_table",
            "prepare", "run_all", "steps_to_targets", "time_steps", "train_run"]
 
 #: Sparse-training methods (besides ``dense``); ``swat`` keeps dense weights and Top-K's them every step.
@@ -392,6 +392,44 @@ def net_time_table(results: dict[str, list[RunResult]], fractions: Sequence[floa
     return pd.DataFrame(rows)
 
 
+def _reference_names(variants) -> list[str]:
+    """The uniform-RigL variants (every encoder linear, no other option): the reference curve."""
+    return [v for v in variants if v.startswith("rigl d=") and " " not in v.removeprefix("rigl d=")]
+
+
+def _reference_curve(means):
+    """Uniform RigL's mean (average density, GFLOPs) points that reached the target, by density."""
+    ref = means.loc[_reference_names(means.index)].sort_values("average_density")
+    return ref[ref["gflops"] < math.inf]
+
+
+def against_reference(table, fraction: float):
+    """Each idea's GFLOPs to the target at ``fraction`` beside uniform RigL's at the same average density.
+
+    The reference is uniform RigL's curve (mean over seeds) interpolated linearly in the average
+    density of the encoder linears, as the FLOPs-to-target figure draws it. Columns: ``variant``,
+    ``average_density``, ``gflops``, ``reference_gflops`` (NaN outside the curve's density range or
+    where the idea never reached the target), ``over_reference`` (below 1: the idea reached the
+    target with fewer FLOPs than uniform RigL at its density, i.e. cut net cost).
+    """
+    import numpy as np
+    import pandas as pd
+
+    means = table[table["target"] == fraction].groupby("variant", sort=False)[["gflops", "average_density"]].mean()
+    ref = _reference_curve(means)
+    rows = []
+    for name, row in means.iterrows():
+        if name == "dense" or name in _reference_names(means.index):
+            continue
+        density, gflops = row["average_density"], row["gflops"]
+        inside = (len(ref) >= 2 and gflops < math.inf
+                  and ref["average_density"].min() <= density <= ref["average_density"].max())
+        reference = float(np.interp(density, ref["average_density"], ref["gflops"])) if inside else math.nan
+        rows.append({"variant": name, "average_density": density, "gflops": gflops,
+                     "reference_gflops": reference, "over_reference": gflops / reference})
+    return pd.DataFrame(rows, columns=["variant", "average_density", "gflops", "reference_gflops", "over_reference"])
+
+
 # ------------------------------------------------------------------------------------------ figures
 def ledger_breakdown(spec: dict[str, Any]):
     """GFLOPs of one dense training step by kind of work, and the share of the sparsifiable encoder
@@ -440,9 +478,8 @@ def plot_flops_to_target(ax, table, fraction: float) -> None:
     means = rows[["gflops", "average_density"]].mean()
     finite = means[means["gflops"] < math.inf]
     top = (finite["gflops"].max() if len(finite) else 1.0) * 1.15
-    reference = [v for v in means.index if v.startswith("rigl d=") and " " not in v.removeprefix("rigl d=")]
-    ref = means.loc[reference].sort_values("average_density")
-    ref = ref[ref["gflops"] < math.inf]
+    reference = _reference_names(means.index)
+    ref = _reference_curve(means)
     ax.plot(ref["average_density"], ref["gflops"], color="black", marker="o", label="RigL uniform (reference)")
     for name, row in means.iterrows():
         if name in reference or name == "dense":
