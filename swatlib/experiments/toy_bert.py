@@ -416,10 +416,10 @@ def against_reference(table, fraction: float):
     import pandas as pd
 
     means = table[table["target"] == fraction].groupby("variant", sort=False)[["gflops", "average_density"]].mean()
-    ref = _reference_curve(means)
+    ref, reference_names = _reference_curve(means), _reference_names(means.index)
     rows = []
     for name, row in means.iterrows():
-        if name == "dense" or name in _reference_names(means.index):
+        if name == "dense" or name in reference_names:
             continue
         density, gflops = row["average_density"], row["gflops"]
         inside = (len(ref) >= 2 and gflops < math.inf
