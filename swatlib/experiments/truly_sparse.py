@@ -139,7 +139,8 @@ def make_spec(
     Parameters
     ----------
     dataset
-        ``fashion-mnist``, ``madelon``, ``cifar10``, ``higgs`` or ``leukemia``.
+        ``fashion-mnist``, ``madelon``, ``cifar10``, ``higgs``, ``leukemia`` (Table 2), or
+        ``madelon-65536`` (Table 4's smallest network, for WASAP-SGD at scale).
     model
         ``"set"`` (truly sparse SET-MLP) or ``"dense"`` (dense MLP of the same widths).
     activation
