@@ -122,6 +122,31 @@ def test_relu_dropout_gives_the_bits_of_leaky_relu_then_dropout(rows, cols, tran
         assert torch.equal(y1, y2) and torch.equal(g1, g2) and s1 == s2
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_relu_dropout_of_a_wide_activation_is_the_unfused_one_on_any_thread_count(threads):
+    # 2 x 65,541 elements: above the size where the native passes split the work over threads, and not
+    # a multiple of 8 (the AVX2 path's scalar tail); NaN, ±0 and inf take torch's paths too.
+    z0 = torch.randn(65541, 2, generator=torch.Generator().manual_seed(3))
+    z0[:4, 0] = torch.tensor([float("nan"), 0.0, -0.0, float("inf")])
+    grad = torch.randn(2, 65541, generator=torch.Generator().manual_seed(4))
+    previous = torch.get_num_threads()
+    results = []
+    try:
+        torch.set_num_threads(threads)
+        for fused in (True, False):
+            z = z0.t().clone().requires_grad_()
+            torch.manual_seed(5)
+            with contextlib.nullcontext() if fused else native.disabled():
+                y = relu_dropout(z, -0.6, 0.4) if fused else inverted_dropout(F.leaky_relu(z, -0.6), 0.4)
+                y.backward(grad)
+            results.append((y.detach(), z.grad))
+    finally:
+        torch.set_num_threads(previous)
+    (y1, g1), (y2, g2) = results
+    torch.testing.assert_close(y1, y2, rtol=0, atol=0, equal_nan=True)
+    assert torch.equal(g1, g2)
+
+
 def test_relu_dropout_keeps_one_bit_per_element_for_each_mask():
     z = torch.randn(128, 1000, requires_grad=True)
     saved = []

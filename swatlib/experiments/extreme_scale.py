@@ -92,7 +92,7 @@ REPORTED: dict[str, dict[str, Any]] = {
 REPORTED_LARGEST_EPOCH_MINUTES = 75.0
 
 #: Name (and format version) of these runs in the results cache.
-EXPERIMENT = "extreme-scale/row-v1"
+EXPERIMENT = "extreme-scale/row-v2"  # v2: narrow-batch kernels, huge pages (timings of v1 are stale)
 
 #: Training protocol of Table 4 (SPEC §9): momentum SGD, dropout 0.4, batch 128, lr 0.01; the
 #: authors' decoupled weight decay and SET's ζ as in the rest of the Truly Sparse study — the settings
@@ -328,13 +328,18 @@ def measure(spec: dict[str, Any], log: Callable[[str], None] = print) -> dict[st
         "test_loss": test_loss, "test_accuracy": test_accuracy,
         "baseline_rss_bytes": baseline_rss, "peak_rss_bytes": machine.peak_resident_bytes(),
         "machine": machine.describe(), "load_average_before": load_average,
+        "huge_pages": os.environ.get("THP_MEM_ALLOC_ENABLE") == "1",
     }
 
 
 def _compute(spec: dict[str, Any], log: Callable[[str], None]) -> dict[str, Any]:
     """Measure ``spec`` in a fresh process (its peak RSS is the row's own), passing its lines to ``log``."""
     command = [sys.executable, "-m", "swatlib.experiments.extreme_scale", "--spec", json.dumps(spec)]
-    environment = {**os.environ, "OMP_NUM_THREADS": str(spec["threads"])}
+    # THP_MEM_ALLOC_ENABLE: torch backs its allocations of 2 MB and more with transparent huge pages
+    # (read once, when the process first allocates, hence here). The kernels fetch one randomly chosen
+    # row of a multi-GB activation matrix per connection, and with 4 KiB pages nearly every fetch also
+    # missed the TLB: 1.5-3x slower (benchmarks/README.md, "Extreme scale").
+    environment = {**os.environ, "OMP_NUM_THREADS": str(spec["threads"]), "THP_MEM_ALLOC_ENABLE": "1"}
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                env=environment)
     try:

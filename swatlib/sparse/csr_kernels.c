@@ -25,13 +25,69 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
 
 #define VEC_BYTES 32 /* one AVX register; GCC splits it into SSE halves on older CPUs */
 #define BLOCK 8      /* vector registers of accumulators per pass: BLOCK * lanes batch columns */
-#define AHEAD 4      /* connections prefetched ahead */
+#define AHEAD 4      /* connections prefetched ahead, at least */
+#define IN_FLIGHT 16 /* cache lines prefetched ahead, at least: AHEAD connections of a narrow pass are
+                      * too few to hide main memory's latency when the rows come from a large matrix */
 #define PACK 512     /* elements per tile of the fused All-ReLU + dropout (a multiple of 8) */
 /* BLOCK 8 and AHEAD 4 were the fastest of BLOCK {4, 8} x AHEAD {2, 4, 8, 16} (784->1000 and
- * 1000->1000 at epsilon 20, batch 128, float32, one thread, AMD EPYC with AVX2). */
+ * 1000->1000 at epsilon 20, batch 128, float32, one thread, AMD EPYC with AVX2). Narrower batches
+ * (micro-batches of the extreme-scale models) take passes of 4, 2 or 1 registers, and their
+ * prefetch distance grows so that IN_FLIGHT lines are requested ahead. */
+
+/* Connections to prefetch ahead for rows of `bytes` bytes. */
+static inline int64_t ahead_for(int64_t bytes) {
+    const int64_t lines = (bytes + 63) / 64, ahead = IN_FLIGHT / (lines > 0 ? lines : 1);
+    return ahead > AHEAD ? ahead : AHEAD;
+}
+
+/* Prefetch `bytes` bytes at column j0 of the row of matrix M (row length batch) that connection
+ * k + ahead reads; the distance runs across CSR rows (rows of a layer at epsilon 1 hold about two
+ * connections) up to `last`, the number of connections. RW: 0 to read, 1 to write. */
+#define PREFETCH_ROW(M, k, ahead, last, j0, bytes, RW)                                              \
+    if ((k) + (ahead) < (last)) {                                                                   \
+        const char *p_ = (const char *)((M) + (int64_t)col[(k) + (ahead)] * batch + (j0));          \
+        for (int64_t l_ = 0; l_ < (bytes); l_ += 64) __builtin_prefetch(p_ + l_, RW);               \
+    }
+
+/* One pass of spmm over batch columns [j0, j0 + V * lanes) of row r: V vector accumulators. */
+#define SPMM_PASS(T, SUFFIX, V)                                                                     \
+    {                                                                                               \
+        const int64_t ahead = ahead_for(V * VEC_BYTES);                                             \
+        vec_##SUFFIX acc[V];                                                                        \
+        for (int v = 0; v < V; ++v) acc[v] = (vec_##SUFFIX){0} + b;                                 \
+        for (int64_t k = begin; k < end; ++k) {                                                     \
+            PREFETCH_ROW(x, k, ahead, last, j0, V * VEC_BYTES, 0)                                   \
+            const T w = val[k];                                                                     \
+            const vec_##SUFFIX *xr = (const vec_##SUFFIX *)(x + (int64_t)col[k] * batch + j0);      \
+            for (int v = 0; v < V; ++v) acc[v] += w * xr[v];                                        \
+        }                                                                                           \
+        memcpy(o + j0, acc, sizeof(acc));                                                           \
+        j0 += V * LANES_##SUFFIX;                                                                   \
+    }
+
+/* One pass of spmm_t over batch columns [j0, j0 + V * lanes): a block of g's row in V registers,
+ * added (scaled) into the output row of every connection of every row. */
+#define SPMM_T_PASS(T, SUFFIX, V)                                                                   \
+    {                                                                                               \
+        const int64_t ahead = ahead_for(V * VEC_BYTES);                                             \
+        for (int64_t r = 0; r < n_rows; ++r) {                                                      \
+            vec_##SUFFIX gr[V];                                                                     \
+            memcpy(gr, g + r * batch + j0, sizeof(gr));                                             \
+            for (int64_t k = crow[r]; k < crow[r + 1]; ++k) {                                       \
+                PREFETCH_ROW(out, k, ahead, last, j0, V * VEC_BYTES, 1)                             \
+                const T w = val[k];                                                                 \
+                vec_##SUFFIX *o = (vec_##SUFFIX *)(out + (int64_t)col[k] * batch + j0);             \
+                for (int v = 0; v < V; ++v) o[v] += w * gr[v];                                      \
+            }                                                                                       \
+        }                                                                                           \
+        j0 += V * LANES_##SUFFIX;                                                                   \
+    }
 
 /* mask (all ones or zero, integer type IT) ? a : b for floats of type T, without a branch: random
  * masks defeat branch prediction. */
@@ -59,34 +115,26 @@ static inline double select_f64(int64_t mask, double a, double b) {
     typedef T vec_##SUFFIX __attribute__((vector_size(VEC_BYTES), aligned(sizeof(T))));             \
     enum { LANES_##SUFFIX = VEC_BYTES / sizeof(T), CHUNK_##SUFFIX = BLOCK * VEC_BYTES / sizeof(T) }; \
                                                                                                     \
-    /* out[r, :] = bias[r] + sum_k val[k] * x[col[k], :] for k in row r, rows [0, n_rows);           \
+    /* out[r, :] = bias[r] + sum_k val[k] * x[col[k], :] for k in row r, rows [0, n_rows);          \
      * bias may be NULL. */                                                                         \
     void spmm_##SUFFIX(const int64_t *crow, const int32_t *col, const T *val, const T *bias,        \
                        const T *x, T *out, int64_t n_rows, int64_t batch, int threads) {            \
+        const int64_t last = crow[n_rows];                                                          \
         _Pragma("omp parallel for schedule(dynamic, 16) num_threads(threads) if(threads > 1)")      \
         for (int64_t r = 0; r < n_rows; ++r) {                                                      \
             const int64_t begin = crow[r], end = crow[r + 1];                                       \
             const T b = bias ? bias[r] : (T)0;                                                      \
             T *o = out + r * batch;                                                                 \
             int64_t j0 = 0;                                                                         \
-            for (; j0 + CHUNK_##SUFFIX <= batch; j0 += CHUNK_##SUFFIX) {                            \
-                vec_##SUFFIX acc[BLOCK];                                                            \
-                for (int v = 0; v < BLOCK; ++v) acc[v] = (vec_##SUFFIX){0} + b;                     \
-                for (int64_t k = begin; k < end; ++k) {                                             \
-                    if (k + AHEAD < end) {                                                          \
-                        const char *p = (const char *)(x + (int64_t)col[k + AHEAD] * batch + j0);            \
-                        for (int l = 0; l < BLOCK * VEC_BYTES; l += 64) __builtin_prefetch(p + l); \
-                    }                                                                               \
-                    const T w = val[k];                                            \
-                    const vec_##SUFFIX *xr = (const vec_##SUFFIX *)(x + (int64_t)col[k] * batch + j0);       \
-                    for (int v = 0; v < BLOCK; ++v) acc[v] += w * xr[v];                            \
-                }                                                                                   \
-                memcpy(o + j0, acc, sizeof(acc));                                                   \
-            }                                                                                       \
-            if (j0 < batch) { /* the last batch % CHUNK columns */                                  \
+            while (j0 + CHUNK_##SUFFIX <= batch) SPMM_PASS(T, SUFFIX, BLOCK)                        \
+            if (j0 + 4 * LANES_##SUFFIX <= batch) SPMM_PASS(T, SUFFIX, 4)                           \
+            if (j0 + 2 * LANES_##SUFFIX <= batch) SPMM_PASS(T, SUFFIX, 2)                           \
+            if (j0 < batch) { /* the last batch % (2 lanes) columns */                              \
+                const int64_t bytes = (batch - j0) * (int64_t)sizeof(T), ahead = ahead_for(bytes);  \
                 for (int64_t j = j0; j < batch; ++j) o[j] = b;                                      \
                 for (int64_t k = begin; k < end; ++k) {                                             \
-                    const T w = val[k];                                            \
+                    PREFETCH_ROW(x, k, ahead, last, j0, bytes, 0)                                   \
+                    const T w = val[k];                                                             \
                     const T *xr = x + (int64_t)col[k] * batch;                                      \
                     for (int64_t j = j0; j < batch; ++j) o[j] += w * xr[j];                         \
                 }                                                                                   \
@@ -94,57 +142,46 @@ static inline double select_f64(int64_t mask, double a, double b) {
         }                                                                                           \
     }                                                                                               \
                                                                                                     \
-    /* out[c, :] = sum_k val[k] * g[r_k, :] over the connections k = (r_k, c): out = W^T g, with out   \
+    /* out[c, :] = sum_k val[k] * g[r_k, :] over the connections k = (r_k, c): out = W^T g, with out\
      * zero on entry (n_cols x batch). Rows are walked in ascending order, so each element of out   \
-     * sums its terms in ascending r_k; each thread owns a block of batch columns. */                \
-    void spmm_t_##SUFFIX(const int64_t *crow, const int32_t *col, const T *val, const T *g, T *out,  \
+     * sums its terms in ascending r_k; each thread owns a block of CHUNK batch columns. */         \
+    void spmm_t_##SUFFIX(const int64_t *crow, const int32_t *col, const T *val, const T *g, T *out, \
                          int64_t n_rows, int64_t batch, int threads) {                              \
-        const int64_t blocks = (batch + CHUNK_##SUFFIX - 1) / CHUNK_##SUFFIX;                       \
+        const int64_t last = crow[n_rows], blocks = (batch + CHUNK_##SUFFIX - 1) / CHUNK_##SUFFIX;  \
         _Pragma("omp parallel for schedule(static) num_threads(threads) if(threads > 1 && blocks > 1)")\
         for (int64_t blk = 0; blk < blocks; ++blk) {                                                \
-            const int64_t j0 = blk * CHUNK_##SUFFIX;                                                \
-            if (j0 + CHUNK_##SUFFIX <= batch) {                                                     \
-                for (int64_t r = 0; r < n_rows; ++r) {                                              \
-                    const int64_t begin = crow[r], end = crow[r + 1];                               \
-                    vec_##SUFFIX gr[BLOCK];                                                         \
-                    memcpy(gr, g + r * batch + j0, sizeof(gr));                                     \
-                    for (int64_t k = begin; k < end; ++k) {                                         \
-                        if (k + AHEAD < end) {                                                      \
-                            char *p = (char *)(out + (int64_t)col[k + AHEAD] * batch + j0);         \
-                            for (int l = 0; l < BLOCK * VEC_BYTES; l += 64) __builtin_prefetch(p + l, 1); \
-                        }                                                                           \
-                        const T w = val[k];                                                         \
-                        vec_##SUFFIX *o = (vec_##SUFFIX *)(out + (int64_t)col[k] * batch + j0);     \
-                        for (int v = 0; v < BLOCK; ++v) o[v] += w * gr[v];                          \
-                    }                                                                               \
-                }                                                                                   \
-            } else { /* the last batch % CHUNK columns */                                           \
+            int64_t j0 = blk * CHUNK_##SUFFIX;                                                      \
+            const int64_t stop = j0 + CHUNK_##SUFFIX < batch ? j0 + CHUNK_##SUFFIX : batch;         \
+            if (j0 + CHUNK_##SUFFIX <= stop) SPMM_T_PASS(T, SUFFIX, BLOCK)                          \
+            if (j0 + 4 * LANES_##SUFFIX <= stop) SPMM_T_PASS(T, SUFFIX, 4)                          \
+            if (j0 + 2 * LANES_##SUFFIX <= stop) SPMM_T_PASS(T, SUFFIX, 2)                          \
+            if (j0 < stop) { /* the last batch % (2 lanes) columns */                               \
+                const int64_t bytes = (stop - j0) * (int64_t)sizeof(T), ahead = ahead_for(bytes);   \
                 for (int64_t r = 0; r < n_rows; ++r) {                                              \
                     const T *gr = g + r * batch;                                                    \
                     for (int64_t k = crow[r]; k < crow[r + 1]; ++k) {                               \
+                        PREFETCH_ROW(out, k, ahead, last, j0, bytes, 1)                             \
                         const T w = val[k];                                                         \
                         T *o = out + (int64_t)col[k] * batch;                                       \
-                        for (int64_t j = j0; j < batch; ++j) o[j] += w * gr[j];                     \
+                        for (int64_t j = j0; j < stop; ++j) o[j] += w * gr[j];                      \
                     }                                                                               \
                 }                                                                                   \
             }                                                                                       \
         }                                                                                           \
     }                                                                                               \
                                                                                                     \
-    /* out[k] = dot(g[r, :], x[col[k], :]) for every connection k = (r, col[k]). */                 \
-    void sddmm_##SUFFIX(const int64_t *crow, const int32_t *col, const T *g, const T *x, T *out,     \
+    /* out[k] = dot(g[r, :], x[col[k], :]) for every connection k = (r, col[k]): four vector        \
+     * accumulators over blocks of four registers, then the batch % (4 lanes) tail in scalar. */    \
+    void sddmm_##SUFFIX(const int64_t *crow, const int32_t *col, const T *g, const T *x, T *out,    \
                         int64_t n_rows, int64_t batch, int threads) {                               \
+        const int64_t last = crow[n_rows], bytes = batch * (int64_t)sizeof(T), ahead = ahead_for(bytes);\
         _Pragma("omp parallel for schedule(dynamic, 16) num_threads(threads) if(threads > 1)")      \
         for (int64_t r = 0; r < n_rows; ++r) {                                                      \
             const int64_t begin = crow[r], end = crow[r + 1];                                       \
             const T *gr = g + r * batch;                                                            \
             for (int64_t k = begin; k < end; ++k) {                                                 \
-                if (k + AHEAD < end) {                                                              \
-                    const char *p = (const char *)(x + (int64_t)col[k + AHEAD] * batch);                     \
-                    for (int64_t l = 0; l < batch * (int64_t)sizeof(T); l += 64)                   \
-                        __builtin_prefetch(p + l);                                                  \
-                }                                                                                   \
-                const T *xr = x + col[k] * batch;                                                   \
+                PREFETCH_ROW(x, k, ahead, last, 0, bytes, 0)                                        \
+                const T *xr = x + (int64_t)col[k] * batch;                                          \
                 vec_##SUFFIX acc[4] = {{0}};                                                        \
                 int64_t j = 0;                                                                      \
                 for (; j + 4 * LANES_##SUFFIX <= batch; j += 4 * LANES_##SUFFIX)                    \
@@ -183,7 +220,7 @@ static inline double select_f64(int64_t mask, double a, double b) {
      * as z * 1 is exact); out = a * (kept ? scale : 0); bit i % 8 of positive[i / 8] is z > 0, of  \
      * keep[i / 8] is bits[i] >= threshold. Tiles of PACK elements: a branch-free pass the compiler  \
      * vectorises (flags as bytes on the stack), then the flags packed eight to a byte. */          \
-    void relu_dropout_##SUFFIX(const T *restrict z, const int16_t *restrict bits, int16_t threshold, \
+    static void relu_dropout_range_##SUFFIX(const T *restrict z, const int16_t *restrict bits, int16_t threshold, \
                                T slope, T scale, T *restrict out, uint8_t *restrict positive,       \
                                uint8_t *restrict keep, int64_t n) {                                 \
         uint8_t up[PACK], kept[PACK];                                                               \
@@ -212,7 +249,7 @@ static inline double select_f64(int64_t mask, double a, double b) {
                                                                                                     \
     /* Its backward, in the order of dropout's then leaky_relu's: d = g * (kept ? scale : 0);       \
      * out = d * (positive ? 1 : slope) (exact for positive, as d * 1 = d). Same tiles. */          \
-    void relu_dropout_backward_##SUFFIX(const T *restrict g, const uint8_t *restrict positive,      \
+    static void relu_dropout_backward_range_##SUFFIX(const T *restrict g, const uint8_t *restrict positive,      \
                                         const uint8_t *restrict keep, T slope, T scale,             \
                                         T *restrict out, int64_t n) {                               \
         uint8_t up[PACK], kept[PACK];                                                               \
@@ -237,6 +274,93 @@ static inline double select_f64(int64_t mask, double a, double b) {
 
 DEFINE_KERNELS(float, int32_t, f32)
 DEFINE_KERNELS(double, int64_t, f64)
+
+/* The fused All-ReLU + dropout on AVX2, eight float32 elements per step: the same arithmetic in the
+ * same order as relu_dropout_range_f32 (so the same bits), with each mask byte taken from a vector
+ * comparison's sign bits instead of packed from bytes. The last n % 8 elements go to the generic code. */
+#if defined(__AVX2__)
+static void relu_dropout_avx2_f32(const float *restrict z, const int16_t *restrict bits, int16_t threshold,
+                                  float slope, float scale, float *restrict out, uint8_t *restrict positive,
+                                  uint8_t *restrict keep, int64_t n) {
+    const __m256 one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
+    const __m256 slopes = _mm256_set1_ps(slope), scales = _mm256_set1_ps(scale);
+    const __m256i below = _mm256_set1_epi32((int32_t)threshold - 1); /* bits >= threshold: bits > below */
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 v = _mm256_loadu_ps(z + i);
+        const __m256 up = _mm256_cmp_ps(v, zero, _CMP_GT_OQ);
+        const __m256i b = _mm256_cvtepi16_epi32(_mm_loadu_si128((const __m128i *)(bits + i)));
+        const __m256 kept = _mm256_castsi256_ps(_mm256_cmpgt_epi32(b, below));
+        const __m256 a = _mm256_mul_ps(v, _mm256_blendv_ps(slopes, one, up));
+        _mm256_storeu_ps(out + i, _mm256_mul_ps(a, _mm256_blendv_ps(zero, scales, kept)));
+        positive[i / 8] = (uint8_t)_mm256_movemask_ps(up);
+        keep[i / 8] = (uint8_t)_mm256_movemask_ps(kept);
+    }
+    if (i < n)
+        relu_dropout_range_f32(z + i, bits + i, threshold, slope, scale, out + i, positive + i / 8, keep + i / 8,
+                               n - i);
+}
+
+static void relu_dropout_backward_avx2_f32(const float *restrict g, const uint8_t *restrict positive,
+                                           const uint8_t *restrict keep, float slope, float scale,
+                                           float *restrict out, int64_t n) {
+    const __m256 one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
+    const __m256 slopes = _mm256_set1_ps(slope), scales = _mm256_set1_ps(scale);
+    const __m256i lane_bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256i p = _mm256_and_si256(_mm256_set1_epi32(positive[i / 8]), lane_bit);
+        const __m256i k = _mm256_and_si256(_mm256_set1_epi32(keep[i / 8]), lane_bit);
+        const __m256 up = _mm256_castsi256_ps(_mm256_cmpeq_epi32(p, lane_bit));
+        const __m256 kept = _mm256_castsi256_ps(_mm256_cmpeq_epi32(k, lane_bit));
+        const __m256 d = _mm256_mul_ps(_mm256_loadu_ps(g + i), _mm256_blendv_ps(zero, scales, kept));
+        _mm256_storeu_ps(out + i, _mm256_mul_ps(d, _mm256_blendv_ps(slopes, one, up)));
+    }
+    if (i < n)
+        relu_dropout_backward_range_f32(g + i, positive + i / 8, keep + i / 8, slope, scale, out + i, n - i);
+}
+#define RELU_DROPOUT_f32 relu_dropout_avx2_f32
+#define RELU_DROPOUT_BACKWARD_f32 relu_dropout_backward_avx2_f32
+#else
+#define RELU_DROPOUT_f32 relu_dropout_range_f32
+#define RELU_DROPOUT_BACKWARD_f32 relu_dropout_backward_range_f32
+#endif
+#define RELU_DROPOUT_f64 relu_dropout_range_f64
+#define RELU_DROPOUT_BACKWARD_f64 relu_dropout_backward_range_f64
+
+#define PARALLEL_MIN 65536 /* elements below which the activation passes run on one thread */
+
+/* The exported All-ReLU + dropout passes (see relu_dropout_range_*): `threads` contiguous ranges of
+ * whole mask bytes, one per thread, so the result does not depend on the thread count. */
+#define DEFINE_RELU_DROPOUT(T, SUFFIX)                                                              \
+    void relu_dropout_##SUFFIX(const T *z, const int16_t *bits, int16_t threshold, T slope, T scale, \
+                               T *out, uint8_t *positive, uint8_t *keep, int64_t n, int threads) {   \
+        const int64_t bytes = (n + 7) / 8, parts = n >= PARALLEL_MIN && threads > 1 ? threads : 1;   \
+        _Pragma("omp parallel for schedule(static) num_threads(threads) if(parts > 1)")             \
+        for (int64_t t = 0; t < parts; ++t) {                                                        \
+            const int64_t b0 = bytes * t / parts, b1 = bytes * (t + 1) / parts;                      \
+            const int64_t e0 = 8 * b0, e1 = 8 * b1 < n ? 8 * b1 : n;                                 \
+            if (e0 < e1)                                                                             \
+                RELU_DROPOUT_##SUFFIX(z + e0, bits + e0, threshold, slope, scale, out + e0,          \
+                                      positive + b0, keep + b0, e1 - e0);                            \
+        }                                                                                            \
+    }                                                                                                \
+                                                                                                     \
+    void relu_dropout_backward_##SUFFIX(const T *g, const uint8_t *positive, const uint8_t *keep,    \
+                                        T slope, T scale, T *out, int64_t n, int threads) {          \
+        const int64_t bytes = (n + 7) / 8, parts = n >= PARALLEL_MIN && threads > 1 ? threads : 1;   \
+        _Pragma("omp parallel for schedule(static) num_threads(threads) if(parts > 1)")             \
+        for (int64_t t = 0; t < parts; ++t) {                                                        \
+            const int64_t b0 = bytes * t / parts, b1 = bytes * (t + 1) / parts;                      \
+            const int64_t e0 = 8 * b0, e1 = 8 * b1 < n ? 8 * b1 : n;                                 \
+            if (e0 < e1)                                                                             \
+                RELU_DROPOUT_BACKWARD_##SUFFIX(g + e0, positive + b0, keep + b0, slope, scale,       \
+                                               out + e0, e1 - e0);                                   \
+        }                                                                                            \
+    }
+
+DEFINE_RELU_DROPOUT(float, f32)
+DEFINE_RELU_DROPOUT(double, f64)
 
 /* Counting sort of the n keys in [lo, lo + n_buckets * width) into out by key range, then (if `within`)
  * an insertion sort within each range; bucket_end is workspace of n_buckets int64. */

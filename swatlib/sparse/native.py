@@ -58,8 +58,8 @@ _SIGNATURES = {
     "sddmm": [_P, _P, _P, _P, _P, _I, _I, ctypes.c_int],
     "dropout": [_P, _P, ctypes.c_int16, None, _P, _P, _I],
     "dropout_backward": [_P, _P, None, _P, _I],
-    "relu_dropout": [_P, _P, ctypes.c_int16, None, None, _P, _P, _P, _I],
-    "relu_dropout_backward": [_P, _P, _P, None, None, _P, _I],
+    "relu_dropout": [_P, _P, ctypes.c_int16, None, None, _P, _P, _P, _I, ctypes.c_int],
+    "relu_dropout_backward": [_P, _P, _P, None, None, _P, _I, ctypes.c_int],
 }
 
 
@@ -252,7 +252,7 @@ def relu_dropout(z: torch.Tensor, bits: torch.Tensor, threshold: int, slope: flo
     positive = torch.empty((z.numel() + 7) // 8, dtype=torch.uint8)
     keep = torch.empty_like(positive)
     _function("relu_dropout", z.dtype)(_ptr(z), _ptr(bits), threshold, slope, scale, _ptr(out), _ptr(positive),
-                                       _ptr(keep), z.numel())
+                                       _ptr(keep), z.numel(), torch.get_num_threads())
     return out, positive, keep
 
 
@@ -261,7 +261,7 @@ def relu_dropout_backward(grad: torch.Tensor, positive: torch.Tensor, keep: torc
     """Gradient of :func:`relu_dropout` for contiguous ``grad``, from the two packed masks."""
     out = torch.empty_like(grad)
     _function("relu_dropout_backward", grad.dtype)(_ptr(grad), _ptr(positive), _ptr(keep), slope, scale, _ptr(out),
-                                                   grad.numel())
+                                                   grad.numel(), torch.get_num_threads())
     return out
 
 
