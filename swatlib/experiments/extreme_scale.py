@@ -338,7 +338,7 @@ def _compute(spec: dict[str, Any], log: Callable[[str], None]) -> dict[str, Any]
     # THP_MEM_ALLOC_ENABLE: torch backs its allocations of 2 MB and more with transparent huge pages
     # (read once, when the process first allocates, hence here). The kernels fetch one randomly chosen
     # row of a multi-GB activation matrix per connection, and with 4 KiB pages nearly every fetch also
-    # missed the TLB: 1.5-3x slower (benchmarks/README.md, "Extreme scale").
+    # missed the TLB: up to 3x slower (benchmarks/wide_layer.py).
     environment = {**os.environ, "OMP_NUM_THREADS": str(spec["threads"]), "THP_MEM_ALLOC_ENABLE": "1"}
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                env=environment)
@@ -458,6 +458,9 @@ def _main(argv: Sequence[str] | None = None) -> int:
             spec = make_spec(args.architecture, scale=args.scale, train_batches=args.train_batches,
                              inference_batches=args.inference_batches, micro_batch_size=args.micro_batch_size,
                              threads=args.threads, seed=args.seed)
+        if os.environ.get("THP_MEM_ALLOC_ENABLE") != "1":
+            print("note: huge pages are off; start with THP_MEM_ALLOC_ENABLE=1 (as the notebook's rows do) for "
+                  "up to 3x faster kernels at this scale", file=sys.stderr, flush=True)
         runs.die_with_parent()
         result = measure(spec, log=lambda line: print(line, flush=True))
     except (ValueError, MemoryError, OSError) as exc:

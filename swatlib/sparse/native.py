@@ -13,7 +13,9 @@ installed, took 0.76 ms for the forward. Hence about two hundred lines of C. The
 0.37 ms as a gather over a transposed CSR copy (0.71 ms with torch's ``sparse.mm``); the scatter that
 replaced it to save that copy's 16 B per connection is about 1.25× slower on its own (read-modify-write
 of the output rows; 0.44–0.48 against 0.36–0.39 ms side by side on a loaded machine) and gives the same
-bits.
+bits. The layers of Table 4's models (millions of neurons, about two connections each, micro-batches of
+16–32) are a different regime — every connection waits on main memory — which the kernels meet with
+narrower register passes and a deeper prefetch across rows (``benchmarks/wide_layer.py``).
 
 The source is compiled once per machine with the system C compiler (``$CC``, default ``cc``;
 ``-O3 -march=native -fopenmp``, about a second) into ``$SWATLIB_KERNEL_CACHE`` (default
