@@ -337,33 +337,32 @@ static void relu_dropout_backward_avx2_f32(const float *restrict g, const uint8_
 
 #define PARALLEL_MIN 65536 /* elements below which the activation passes run on one thread */
 
-/* The exported All-ReLU + dropout passes (see relu_dropout_range_*): `threads` contiguous ranges of
- * whole mask bytes, one per thread, so the result does not depend on the thread count. */
+/* Run CALL on `threads` contiguous ranges of whole mask bytes of n elements, one per thread (one range
+ * below PARALLEL_MIN elements): in CALL, e0 and b0 are the range's first element and mask byte, e1 its
+ * end. The ranges do not change a result's bits. */
+#define FOR_EACH_MASK_RANGE(n, threads, CALL)                                                       \
+    {                                                                                               \
+        const int64_t bytes = ((n) + 7) / 8, parts = (n) >= PARALLEL_MIN && (threads) > 1 ? (threads) : 1; \
+        _Pragma("omp parallel for schedule(static) num_threads(threads) if(parts > 1)")             \
+        for (int64_t t = 0; t < parts; ++t) {                                                       \
+            const int64_t b0 = bytes * t / parts, b1 = bytes * (t + 1) / parts;                     \
+            const int64_t e0 = 8 * b0, e1 = 8 * b1 < (n) ? 8 * b1 : (n);                            \
+            if (e0 < e1) CALL;                                                                      \
+        }                                                                                           \
+    }
+
+/* The exported All-ReLU + dropout passes (see relu_dropout_range_*). */
 #define DEFINE_RELU_DROPOUT(T, SUFFIX)                                                              \
     void relu_dropout_##SUFFIX(const T *z, const int16_t *bits, int16_t threshold, T slope, T scale, \
                                T *out, uint8_t *positive, uint8_t *keep, int64_t n, int threads) {   \
-        const int64_t bytes = (n + 7) / 8, parts = n >= PARALLEL_MIN && threads > 1 ? threads : 1;   \
-        _Pragma("omp parallel for schedule(static) num_threads(threads) if(parts > 1)")             \
-        for (int64_t t = 0; t < parts; ++t) {                                                        \
-            const int64_t b0 = bytes * t / parts, b1 = bytes * (t + 1) / parts;                      \
-            const int64_t e0 = 8 * b0, e1 = 8 * b1 < n ? 8 * b1 : n;                                 \
-            if (e0 < e1)                                                                             \
-                RELU_DROPOUT_##SUFFIX(z + e0, bits + e0, threshold, slope, scale, out + e0,          \
-                                      positive + b0, keep + b0, e1 - e0);                            \
-        }                                                                                            \
-    }                                                                                                \
-                                                                                                     \
-    void relu_dropout_backward_##SUFFIX(const T *g, const uint8_t *positive, const uint8_t *keep,    \
-                                        T slope, T scale, T *out, int64_t n, int threads) {          \
-        const int64_t bytes = (n + 7) / 8, parts = n >= PARALLEL_MIN && threads > 1 ? threads : 1;   \
-        _Pragma("omp parallel for schedule(static) num_threads(threads) if(parts > 1)")             \
-        for (int64_t t = 0; t < parts; ++t) {                                                        \
-            const int64_t b0 = bytes * t / parts, b1 = bytes * (t + 1) / parts;                      \
-            const int64_t e0 = 8 * b0, e1 = 8 * b1 < n ? 8 * b1 : n;                                 \
-            if (e0 < e1)                                                                             \
-                RELU_DROPOUT_BACKWARD_##SUFFIX(g + e0, positive + b0, keep + b0, slope, scale,       \
-                                               out + e0, e1 - e0);                                   \
-        }                                                                                            \
+        FOR_EACH_MASK_RANGE(n, threads, RELU_DROPOUT_##SUFFIX(z + e0, bits + e0, threshold, slope,  \
+                            scale, out + e0, positive + b0, keep + b0, e1 - e0))                    \
+    }                                                                                               \
+                                                                                                    \
+    void relu_dropout_backward_##SUFFIX(const T *g, const uint8_t *positive, const uint8_t *keep,   \
+                                        T slope, T scale, T *out, int64_t n, int threads) {         \
+        FOR_EACH_MASK_RANGE(n, threads, RELU_DROPOUT_BACKWARD_##SUFFIX(g + e0, positive + b0,       \
+                            keep + b0, slope, scale, out + e0, e1 - e0))                            \
     }
 
 DEFINE_RELU_DROPOUT(float, f32)
