@@ -165,8 +165,9 @@ def fit(
     on_epoch_end: Callable[[int], None] | None = None,
     after_step: Callable[[], None] | None = None,
     ledger=None,
+    stop_when: Callable[[dict], bool] | None = None,
 ) -> list[dict]:
-    """Train ``model`` on ``task`` for ``epochs`` epochs.
+    """Train ``model`` on ``task`` for ``epochs`` epochs, or until ``stop_when`` says so.
 
     Parameters
     ----------
@@ -193,6 +194,10 @@ def fit(
     ledger
         A :class:`swatlib.costmodel.MeasuredLedger`: training steps run inside it, and each one is
         closed with ``end_step(examples)``. Evaluation is not recorded.
+    stop_when
+        Called with each epoch's record (below) once it is logged; training ends after the first
+        epoch for which it returns True (e.g. a target loss reached), so the history is a prefix of
+        the full run's.
 
     Returns
     -------
@@ -239,4 +244,7 @@ def fit(
         log(f"{label}: epoch {epoch}/{epochs}  "
             + "  ".join(f"{name.replace('_', ' ')} {value:.4f}" for name, value in metrics.items())
             + f"  {seconds:.1f} s" + (f"  nnz {record['nnz']}" if "nnz" in record else ""))
+        if stop_when is not None and stop_when(record) and epoch < epochs:
+            log(f"{label}: stopped after epoch {epoch}/{epochs}")
+            break
     return history

@@ -7,6 +7,8 @@ import math
 
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
 from swatlib.data import _files, wordnet
 from swatlib.experiments import toy_bert as tb
@@ -107,11 +109,15 @@ def test_a_tiny_study_end_to_end(tiny_corpus):
     assert [h["step"] for h in dense] == [0, 10, 20, 30, 40]
     assert dense[-1]["test_loss"] < dense[0]["test_loss"]
     assert all(b["flops"] > a["flops"] for a, b in zip(dense, dense[1:]))
-    for run in results["variants"]:
-        assert [h["step"] for h in run.result["history"]][-1] == 60
+    for run in results["variants"]:   # each stops at the dense final loss, or at the cap (1.5 × 40 steps)
+        losses = [h["test_loss"] for h in run.result["history"]]
+        assert run.spec["stop_loss"] == dense[-1]["test_loss"]
+        assert all(loss > dense[-1]["test_loss"] for loss in losses[:-1])
+        assert losses[-1] <= dense[-1]["test_loss"] or run.result["history"][-1]["step"] == 60
     gmp = next(r for r in results["variants"] if r.spec["method"] == "gmp").result
-    assert gmp["history"][1]["density"] == 1.0 and all(d == pytest.approx(0.3, abs=0.02)
-                                                        for d in gmp["final_densities"].values())
+    densities = [h["density"] for h in gmp["history"]]   # it prunes, from dense (tests/test_toy_bert.py: to 0.3)
+    assert densities[1] == 1.0 and all(b <= a for a, b in zip(densities, densities[1:]))
+    assert all(d < 1.0 for d in gmp["final_densities"].values())
     # FLOPs per step of a sparse run are below the dense run's
     rigl = next(r for r in results["variants"] if r.spec["method"] == "rigl").result["history"]
     assert rigl[1]["flops"] < dense[1]["flops"]
@@ -127,6 +133,19 @@ def test_a_tiny_study_end_to_end(tiny_corpus):
     reached = table[(table["variant"] == "rigl d=0.3") & (table["steps"] < math.inf)]
     assert (reached["net_time_min"] < reached["dense_equivalent_min"]).all()   # only a share of FLOPs shrinks
     assert results["timing"][1].result["seconds_per_step"] > 0
+
+
+@given(losses=st.lists(st.floats(1.0, 9.0), min_size=2, max_size=30),
+       densities=st.lists(st.floats(0.05, 1.0), min_size=30, max_size=30),
+       targets=st.lists(st.floats(1.0, 9.0), min_size=1, max_size=4))
+def test_stopping_at_the_lowest_target_changes_no_score(losses, densities, targets):
+    """A variant stops at its first evaluation at or below the last (lowest) target: every target's
+    steps, FLOPs and average density are those of the run trained to the cap."""
+    full = history(losses, densities[:len(losses)])
+    lowest = min(targets)
+    stop = next((i for i, h in enumerate(full) if i > 0 and h["test_loss"] <= lowest), len(full) - 1)
+    by_target = dict(enumerate(sorted(targets, reverse=True)))
+    assert tb.steps_to_targets(full[:stop + 1], by_target) == tb.steps_to_targets(full, by_target)
 
 
 def test_ideas_are_compared_with_uniform_rigl_at_their_average_density():

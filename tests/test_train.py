@@ -112,6 +112,26 @@ def test_fit_trains_any_task_with_its_own_loss_and_metrics():
     assert "mse" in lines[-1]
 
 
+def test_fit_stops_after_the_first_epoch_that_meets_stop_when_and_keeps_the_full_runs_prefix():
+    def train(**kwargs):
+        model = torch.nn.Linear(4, 1)
+        torch.nn.init.zeros_(model.weight)
+        torch.nn.init.zeros_(model.bias)
+        lines = []
+        history = fit(model, _Regression(), torch.optim.SGD(model.parameters(), lr=0.05), epochs=8, batch_size=16,
+                      generator=torch.Generator().manual_seed(1), log=lines.append, **kwargs)
+        return [h["mse"] for h in history], lines
+
+    full, _ = train()
+    threshold = (full[2] + full[3]) / 2          # first met after the fourth epoch
+    assert min(full[:3]) > threshold >= full[3]
+    stopped, lines = train(stop_when=lambda record: record["mse"] <= threshold)
+    assert stopped == full[:4]
+    assert lines[-1].endswith("stopped after epoch 4/8")
+    never, _ = train(stop_when=lambda record: False)
+    assert never == full
+
+
 def test_fit_rejects_bad_schedule():
     with pytest.raises(ValueError, match="epochs"):
         fit(MLP([2, 2]), _data(features=2, classes=2), None, epochs=0, batch_size=1,

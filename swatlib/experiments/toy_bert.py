@@ -4,9 +4,12 @@ A :class:`~swatlib.models.ToyBERT` learns masked-language modelling on WordNet 3
 (:mod:`swatlib.data.wordnet`: sentencepiece unigram tokens, the frozen "self-pre-trained (PPMI-SVD on
 the same corpus)" input embedding). The dense run trains a fixed number of steps; its held-out loss
 at 25 / 50 / 75 / 100 % of them are the *targets*. Every variant — RigL, SET, gradual magnitude
-pruning, and the new idea, on every encoder linear or the feed-forward ones only — trains up to a cap
-and is scored by the steps, FLOPs (:mod:`swatlib.costmodel.transformer`) and time it needs to reach
-each target, interpolated linearly between evaluations.
+pruning, and the new idea, on every encoder linear or the feed-forward ones only — trains until its
+held-out loss reaches the last target (the dense run's final loss, same seed) or up to a cap, and is
+scored by the steps, FLOPs (:mod:`swatlib.costmodel.transformer`) and time it needs to reach each
+target, interpolated linearly between evaluations. Stopping there changes no score: a run's history is
+a prefix of the capped run's, and the first evaluation at or below the last target is past every
+other target's crossing.
 
 Three clocks, kept apart:
 
@@ -194,9 +197,11 @@ def train_run(spec: dict[str, Any], log: Callable[[str], None]) -> dict[str, Any
         state["picked"], state["densities"] = task.picked, model_densities(model)
         history.append(record)
 
+    stop_loss = spec.get("stop_loss")
     records = fit(model, task, optimizer, epochs=t["steps"] // every, batch_size=batch, generator=generator,
                   label=describe(spec), log=log, topology=topology, on_epoch_end=on_epoch_end,
-                  after_step=scheduler.step)
+                  after_step=scheduler.step,
+                  stop_when=None if stop_loss is None else lambda record: record["test_loss"] <= stop_loss)
     for record, fitted in zip(history[1:], records):
         record.update(test_loss=fitted["test_loss"], seconds=fitted["seconds"])
     dense_shape = model_shape(model, batch, task.picked / t["steps"])
@@ -256,7 +261,8 @@ def build_specs(*, profile: str, seeds: Sequence[int], variants: Sequence[dict[s
         Each a dict with ``method`` and its settings (``density``, ``distribution``, ``layers``,
         ``initial_density``...); missing settings take RigL's defaults (ΔT 100, α 0.3, end at 0.75).
     cap
-        Variants train ``cap ×`` the dense steps.
+        Variants train at most ``cap ×`` the dense steps (:func:`run_all` stops each one earlier, at
+        the dense run's final loss).
     kind
         Layer kind of the training runs (``masked`` or ``sparse``; equal trajectories); ``swat``
         variants always use SWAT layers.
@@ -295,14 +301,17 @@ def build_specs(*, profile: str, seeds: Sequence[int], variants: Sequence[dict[s
 
 def run_all(specs: dict[str, list[dict[str, Any]]], *, log: Callable[[str], None] = print,
             jobs: int | str | None = None) -> dict[str, list[RunResult]]:
-    """Every run of the study through the results cache (training runs in parallel, timing runs alone)."""
-    order = [*specs["dense"], *specs["variants"], *specs["timing"]]
-    results = run_many(FAMILY, order, log=log, jobs=jobs)
-    out, start = {}, 0
-    for name in ("dense", "variants", "timing"):
-        out[name] = results[start:start + len(specs[name])]
-        start += len(specs[name])
-    return out
+    """Every run of the study through the results cache (training runs in parallel, timing runs alone).
+
+    The dense runs train first; each variant then gets ``stop_loss``, its seed's dense final held-out
+    loss (the last target), and stops at the first evaluation that reaches it — nothing after that
+    point enters any score — or at the cap. So the variants' specs in the result carry ``stop_loss``.
+    """
+    dense = run_many(FAMILY, specs["dense"], log=log, jobs=jobs)
+    stop_loss = {run.spec["seed"]: run.result["history"][-1]["test_loss"] for run in dense}
+    variants = [dict(spec, stop_loss=stop_loss[spec["seed"]]) for spec in specs["variants"]]
+    rest = run_many(FAMILY, [*variants, *specs["timing"]], log=log, jobs=jobs)
+    return {"dense": dense, "variants": rest[:len(variants)], "timing": rest[len(variants):]}
 
 
 # ------------------------------------------------------------------------------------------ analysis
