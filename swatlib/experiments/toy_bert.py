@@ -5,11 +5,11 @@ A :class:`~swatlib.models.ToyBERT` learns masked-language modelling on WordNet 3
 the same corpus)" input embedding). The dense run trains a fixed number of steps; its held-out loss
 at 25 / 50 / 75 / 100 % of them are the *targets*. Every variant — RigL, SET, gradual magnitude
 pruning, and the new idea, on every encoder linear or the feed-forward ones only — trains until its
-held-out loss reaches the last target (the dense run's final loss, same seed) or up to a cap, and is
-scored by the steps, FLOPs (:mod:`swatlib.costmodel.transformer`) and time it needs to reach each
-target, interpolated linearly between evaluations. Stopping there changes no score: a run's history is
-a prefix of the capped run's, and the first evaluation at or below the last target is past every
-other target's crossing.
+held-out loss reaches the lowest target (the dense run's final loss, unless the dense curve rose at the
+end; same seed) or up to a cap, and is scored by the steps, FLOPs (:mod:`swatlib.costmodel.transformer`)
+and time it needs to reach each target, interpolated linearly between evaluations. Stopping there
+changes no score: a run's history is a prefix of the capped run's, and the first evaluation at or below
+the lowest target is at or past every target's first crossing.
 
 Three clocks, kept apart:
 
@@ -262,7 +262,7 @@ def build_specs(*, profile: str, seeds: Sequence[int], variants: Sequence[dict[s
         ``initial_density``...); missing settings take RigL's defaults (ΔT 100, α 0.3, end at 0.75).
     cap
         Variants train at most ``cap ×`` the dense steps (:func:`run_all` stops each one earlier, at
-        the dense run's final loss).
+        the lowest target).
     kind
         Layer kind of the training runs (``masked`` or ``sparse``; equal trajectories); ``swat``
         variants always use SWAT layers.
@@ -303,12 +303,13 @@ def run_all(specs: dict[str, list[dict[str, Any]]], *, log: Callable[[str], None
             jobs: int | str | None = None) -> dict[str, list[RunResult]]:
     """Every run of the study through the results cache (training runs in parallel, timing runs alone).
 
-    The dense runs train first; each variant then gets ``stop_loss``, its seed's dense final held-out
-    loss (the last target), and stops at the first evaluation that reaches it — nothing after that
-    point enters any score — or at the cap. So the variants' specs in the result carry ``stop_loss``.
+    The dense runs train first; each variant then gets ``stop_loss``, the lowest of its seed's targets
+    (:func:`targets_of`; the dense final loss unless the dense curve rose at the end), and stops at
+    the first evaluation that reaches it — nothing after that point enters any score — or at the cap.
+    So the variants' specs in the result carry ``stop_loss``.
     """
     dense = run_many(FAMILY, specs["dense"], log=log, jobs=jobs)
-    stop_loss = {run.spec["seed"]: run.result["history"][-1]["test_loss"] for run in dense}
+    stop_loss = {run.spec["seed"]: min(targets_of(run.result["history"]).values()) for run in dense}
     variants = [dict(spec, stop_loss=stop_loss[spec["seed"]]) for spec in specs["variants"]]
     rest = run_many(FAMILY, [*variants, *specs["timing"]], log=log, jobs=jobs)
     return {"dense": dense, "variants": rest[:len(variants)], "timing": rest[len(variants):]}
