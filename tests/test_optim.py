@@ -28,6 +28,32 @@ def test_update_rule_is_the_authors_decoupled_one():
         torch.testing.assert_close(opt.state[layer.weight]["momentum_buffer"], v_w)
 
 
+@pytest.mark.parametrize("weight_decay", [0.0, 2e-4])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_step_has_the_bits_of_the_per_tensor_update_and_skips_parameters_without_gradient(weight_decay, dtype):
+    g = torch.Generator().manual_seed(0)
+    sizes = [7, 1, 300, 5]
+    params = [nn.Parameter(torch.randn(n, generator=g, dtype=dtype)) for n in sizes]
+    expected = [p.detach().clone() for p in params]
+    velocities = [torch.zeros_like(p) for p in expected]
+    opt = DecoupledSGD(params, lr=0.03, momentum=0.9, weight_decay=weight_decay)
+    for step in range(3):
+        grads = [torch.randn(n, generator=g, dtype=dtype) for n in sizes]
+        for i, (param, grad) in enumerate(zip(params, grads)):
+            param.grad = None if i == 1 else grad   # the second parameter never has a gradient
+        opt.step()
+        for i, grad in enumerate(grads):
+            if i == 1:
+                continue
+            velocities[i].mul_(0.9).add_(grad, alpha=-0.03)
+            if weight_decay:
+                expected[i].mul_(1.0 - weight_decay)
+            expected[i].add_(velocities[i])
+    for param, value in zip(params, expected):
+        assert torch.equal(param.detach(), value)
+    assert params[1] not in opt.state   # no gradient: no state, no decay
+
+
 def test_without_weight_decay_it_matches_torch_sgd():
     models = [nn.Linear(4, 3, dtype=torch.float64) for _ in range(2)]
     models[1].load_state_dict(models[0].state_dict())
