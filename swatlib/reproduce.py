@@ -73,7 +73,7 @@ DEFAULT_PROFILE = "quick"
 RUNNER_PARAMETERS = ("profile", "figures_dir")
 # Seconds one cell may run before the notebook counts as failed (None: no limit): a guard against a
 # hung cell, not a time budget. Quick's longest cell (notebook 50's training grid: ≈ 18,000 toy-BERT
-# steps when every variant stops at the dense run's final loss, up to ≈ 26,000 when none does) takes
+# steps when every variant stops at the lowest target, up to ≈ 26,000 when none does) takes
 # about half an hour on a 2-core machine, an hour at most, hence two hours.
 CELL_TIMEOUT = {"smoke": 300, "quick": 7200, "paper": None}
 # Seconds an interrupted kernel gets to run its cleanup and shut down before its process group is

@@ -37,7 +37,7 @@ def test_step_has_the_bits_of_the_per_tensor_update_and_skips_parameters_without
     expected = [p.detach().clone() for p in params]
     velocities = [torch.zeros_like(p) for p in expected]
     opt = DecoupledSGD(params, lr=0.03, momentum=0.9, weight_decay=weight_decay)
-    for step in range(3):
+    for _ in range(3):
         grads = [torch.randn(n, generator=g, dtype=dtype) for n in sizes]
         for i, (param, grad) in enumerate(zip(params, grads)):
             param.grad = None if i == 1 else grad   # the second parameter never has a gradient
