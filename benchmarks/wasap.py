@@ -46,7 +46,6 @@ import itertools  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
 import pickle  # noqa: E402
-import socket  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
@@ -320,12 +319,9 @@ def message_cost(capacity: int, *, rounds: int = MESSAGE_ROUNDS, warmup: int = M
     """ms per message of a ``capacity``-float message between two spawned gloo processes, both ways of receiving."""
     with tempfile.TemporaryDirectory(prefix="swatlib-wasap-bench-") as tmp:
         output = os.path.join(tmp, "messages.pkl")
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+        rendezvous = "file://" + os.path.join(tmp, "rendezvous")  # as swatlib.parallel does: no port to race for
         with runs.child_start_conditions():
-            context = mp.start_processes(_message_rank, args=(f"tcp://127.0.0.1:{port}", capacity, rounds, warmup,
-                                                              delay, output),
+            context = mp.start_processes(_message_rank, args=(rendezvous, capacity, rounds, warmup, delay, output),
                                          nprocs=2, join=False, start_method="spawn")
         while not context.join():
             pass

@@ -9,12 +9,15 @@ from __future__ import annotations
 import json
 import math
 import os
+import pickle
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -26,6 +29,7 @@ from swatlib.experiments.truly_sparse import build_model, make_spec
 from swatlib.optim import make_optimizer
 from swatlib.parallel import Options, average_replicas, simulate, train
 from swatlib.parallel.roles import Master, shard, state_digest, stream_seed
+from swatlib.parallel.training import _cause
 from swatlib.topology import SET, evolvable_layers
 from swatlib.train import fit
 
@@ -271,6 +275,36 @@ def _long_cli_run(**popen_options) -> tuple[subprocess.Popen, list[int]]:
         pytest.fail("the three ranks did not start")
     time.sleep(5)  # into training
     return cli, ranks
+
+
+def _failed_ranks(tmp_path, outcomes):
+    """A stand-in for torch.multiprocessing's context: (exit code, last traceback line or None) per rank."""
+    files, directory = [], Path(tempfile.mkdtemp(dir=tmp_path))
+    for rank, (_, last) in enumerate(outcomes):
+        path = directory / f"error{rank}"
+        if last is not None:
+            path.write_bytes(pickle.dumps(f"Traceback (most recent call last):\n  ...\n{last}\n"))
+        files.append(str(path))
+    return SimpleNamespace(processes=[SimpleNamespace(exitcode=code) for code, _ in outcomes], error_files=files)
+
+
+def test_the_error_names_the_root_cause_not_its_echoes(tmp_path):
+    closed = "RuntimeError: [gloo/transport/tcp/pair.cc:534] Connection closed by peer [127.0.0.1]:4242"
+
+    def first(outcomes):
+        context = _failed_ranks(tmp_path, outcomes)
+        return min(range(len(outcomes)), key=lambda i: (_cause(context, i)[0], i))
+
+    # a rank that raised an error of its own, a worker that aborted in C++ afterwards, one that lost its peer
+    assert first([(1, "ValueError: bad spec"), (-signal.SIGABRT, None), (1, closed)]) == 0
+    assert first([(1, closed), (-signal.SIGABRT, None), (1, "MemoryError")]) == 2
+    # killed from outside (the out-of-memory killer) comes before everything it caused
+    assert first([(1, "ValueError: bad spec"), (1, closed), (-signal.SIGKILL, None)]) == 2
+    # an abort is named when it is all there is, before lost connections
+    assert first([(1, closed), (-signal.SIGABRT, None)]) == 1
+    context = _failed_ranks(tmp_path, [(-signal.SIGKILL, None), (-signal.SIGSEGV, None), (1, None)])
+    assert [_cause(context, i)[1] for i in range(3)] == [
+        "was killed by SIGKILL (out of memory?)", "was killed by SIGSEGV", "exited with status 1"]
 
 
 @pytest.mark.slow

@@ -44,7 +44,6 @@ import multiprocessing.connection
 import os
 import pickle
 import signal
-import socket
 import tempfile
 import time
 from collections.abc import Callable
@@ -531,12 +530,6 @@ def _spawned(rank: int, world: int, spec, options: Options, plan: Plan, init_met
 
 
 # --------------------------------------------------------------------------- the parent
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _role(rank: int, options: Options) -> str:
     if options.algorithm == "sequential":
         return "the sequential process (rank 0)"
@@ -544,18 +537,23 @@ def _role(rank: int, options: Options) -> str:
 
 
 def _cause(context, index: int) -> tuple[int, str]:
-    """(priority, words) for a failed process: killed by a signal first, then errors of its own."""
+    """(priority, words) for a failed process, the root cause first: killed from outside (SIGKILL:
+    the out-of-memory killer, a user), then an error of its own, then a crash by another signal (a
+    C++ abort is usually a rank reacting to a peer that failed), then a lost connection (the echo of
+    a peer's failure)."""
     code = context.processes[index].exitcode
     if code is not None and code < 0:
         name = signal.Signals(-code).name
-        return 0, f"was killed by {name}" + (" (out of memory?)" if name == "SIGKILL" else "")
+        if name == "SIGKILL":
+            return 0, "was killed by SIGKILL (out of memory?)"
+        return 2, f"was killed by {name}"
     path = context.error_files[index]
     if os.path.exists(path) and os.path.getsize(path):
         with open(path, "rb") as f:
             trace = pickle.load(f)
         last = [line for line in trace.strip().splitlines() if line.strip()][-1].strip()
         secondary = "Connection closed by peer" in last or "Connection reset" in last or "timed out" in last
-        return (2 if secondary else 1), f"raised {last}"
+        return (3 if secondary else 1), f"raised {last}"
     return 1, f"exited with status {code}"
 
 
@@ -564,7 +562,10 @@ def _launch(spec, options: Options, plan: Plan) -> list[dict]:
     world = options.world
     with tempfile.TemporaryDirectory(prefix="swatlib-parallel-") as tmp:
         output = os.path.join(tmp, "reports.pkl")
-        init_method = f"tcp://127.0.0.1:{_free_port()}"
+        # Rendezvous through a file in this run's private directory, not a TCP port: a port found free
+        # and released here could be taken by another process before rank 0 binds it (seconds later,
+        # after torch has imported), and on a shared machine another job's process could reach it.
+        init_method = "file://" + os.path.join(tmp, "rendezvous")
         with runs.child_start_conditions():
             context = mp.start_processes(_spawned, args=(world, spec, options, plan, init_method, output),
                                          nprocs=world, join=False, start_method="spawn")
