@@ -26,9 +26,13 @@ data: $(STAMP)
 reproduce: data
 	$(PY) -m swatlib.reproduce --profile $(PROFILE) --jobs auto
 
+# Two pytest processes, one per core of the reference machine (alone, pytest kept one core busy and left
+# the other idle: 10 min against 6.5); --dist loadfile keeps each file in one process, so a notebook's
+# cells run in order on one kernel and a module's fixtures are built once.
 test: data
 	$(PY) -m swatlib.reproduce --profile smoke --prepare-only
-	$(PY) -m pytest tests build/prepared/smoke --nbval-lax --nbval-current-env -p no:cacheprovider
+	$(PY) -m pytest tests build/prepared/smoke --nbval-lax --nbval-current-env -p no:cacheprovider \
+		-n 2 --dist loadfile
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks

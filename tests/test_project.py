@@ -28,7 +28,8 @@ def test_requirements_pin_exactly_and_torch_is_2_13_0():
     pins = _requirements()
     assert pins["torch"] == "2.13.0"
     for name in ["numpy", "scipy", "scikit-learn", "matplotlib", "seaborn", "pandas", "papermill",
-                 "nbval", "ipykernel", "jupyterlab", "tqdm", "pyyaml", "pytest", "hypothesis"]:
+                 "nbval", "ipykernel", "jupyterlab", "tqdm", "pyyaml", "pytest", "pytest-xdist",
+                 "hypothesis"]:
         assert name in pins, f"{name} missing from requirements.txt"
 
 
