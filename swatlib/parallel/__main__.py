@@ -31,7 +31,7 @@ from swatlib.experiments import runs
 from swatlib.experiments.truly_sparse import make_spec
 from swatlib.experiments.truly_sparse_reported import PAPER_SETTINGS
 from swatlib.parallel.training import (ALGORITHMS, PHASE2, SCHEDULES, Options, ParallelRunError, assemble,
-                                       make_plan, run_rank, train)
+                                       leave_without_finalising, make_plan, run_rank, train)
 from swatlib.parallel.roles import AVERAGING, RETAIN
 
 SUMMARY = ("algorithm", "workers", "epochs", "best_test_acc", "final_test_acc", "train_seconds",
@@ -127,4 +127,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    if _under_torchrun():  # a gloo rank: leave as the spawned ranks do (training.leave_without_finalising)
+        leave_without_finalising(main())
     sys.exit(main())
