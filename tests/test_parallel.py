@@ -29,7 +29,7 @@ from swatlib.experiments.truly_sparse import build_model, make_spec
 from swatlib.optim import make_optimizer
 from swatlib.parallel import Options, average_replicas, simulate, train
 from swatlib.parallel.roles import Master, shard, state_digest, stream_seed
-from swatlib.parallel.training import _cause
+from swatlib.parallel.training import _cause, _root_cause
 from swatlib.topology import SET, evolvable_layers
 from swatlib.train import fit
 
@@ -292,8 +292,7 @@ def test_the_error_names_the_root_cause_not_its_echoes(tmp_path):
     closed = "RuntimeError: [gloo/transport/tcp/pair.cc:534] Connection closed by peer [127.0.0.1]:4242"
 
     def first(outcomes):
-        context = _failed_ranks(tmp_path, outcomes)
-        return min(range(len(outcomes)), key=lambda i: (_cause(context, i)[0], i))
+        return _root_cause(_failed_ranks(tmp_path, outcomes), range(len(outcomes)))[0]
 
     # a rank that raised an error of its own, a worker that aborted in C++ afterwards, one that lost its peer
     assert first([(1, "ValueError: bad spec"), (-signal.SIGABRT, None), (1, closed)]) == 0

@@ -572,6 +572,13 @@ def _cause(context, index: int) -> tuple[int, str]:
     return 1, f"exited with status {code}"
 
 
+def _root_cause(context, failed) -> tuple[int, str]:
+    """The failed process whose :func:`_cause` ranks first (the lowest rank among equals), and its words."""
+    causes = {i: _cause(context, i) for i in failed}
+    index = min(failed, key=lambda i: (causes[i][0], i))
+    return index, causes[index][1]
+
+
 def _launch(spec, options: Options, plan: Plan) -> list[dict]:
     """Start the ranks (spawn), wait, and turn any failure into one :class:`ParallelRunError`."""
     world = options.world
@@ -610,9 +617,8 @@ def _wait(context, options: Options) -> None:
             failed += [i for i, p in enumerate(context.processes)
                        if i not in failed and p.exitcode not in (0, None)]
             _stop_all(context)
-            causes = {i: _cause(context, i) for i in failed}
-            index = min(failed, key=lambda i: (causes[i][0], i))
-            raise ParallelRunError(f"{_role(index, options)} {causes[index][1]}; the run was stopped")
+            index, words = _root_cause(context, failed)
+            raise ParallelRunError(f"{_role(index, options)} {words}; the run was stopped")
 
 
 def _stop_all(context) -> None:
