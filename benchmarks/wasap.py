@@ -26,6 +26,9 @@ What is measured (side by side in one script, every variant on the same run spec
   (ii) with a blocking receive posted late (after the peer's send, as a busy receiver would).
 * The machine (CPU model, cores, torch), and the load average before and after; a run whose 1-minute
   load average before it exceeds :data:`swatlib.machine.BUSY_LOAD` is marked "busy machine".
+* ``--phase2-accuracy`` (instead of the timings, :func:`phase2_accuracy`): where WASAP-SGD's accuracy
+  goes — the test accuracy at the end of phase 1, of each replica before averaging and of the average,
+  beside sequential's after every epoch, in one process through :func:`swatlib.parallel.simulate`.
 
 Goal (issue 10): WASAP-SGD with 2 workers ≥ 1.6 × the sequential throughput on an idle 2-core machine.
 
@@ -64,7 +67,7 @@ from swatlib.data import DatasetNotFoundError  # noqa: E402
 from swatlib.experiments import runs  # noqa: E402
 from swatlib.experiments.truly_sparse import build_model, make_spec  # noqa: E402
 from swatlib.parallel.messages import HEADER, LENGTH, Message, recv_tensor  # noqa: E402
-from swatlib.parallel.training import Options, make_plan  # noqa: E402
+from swatlib.parallel.training import Options, leave_without_finalising, make_plan  # noqa: E402
 
 from set_mlp import ALPHA, BATCH, DROPOUT, EPSILON, LR, SIZES, ZETA  # noqa: E402  (the model of set_mlp.py)
 
@@ -307,6 +310,7 @@ def _message_rank(rank: int, init_method: str, capacity: int, rounds: int, warmu
             atomic_write_bytes(output, pickle.dumps(both))
     finally:
         dist.destroy_process_group()
+    leave_without_finalising()  # as swatlib.parallel's ranks do: an abort in finalisation would fail the probe
 
 
 def message_floats(spec: dict) -> int:
@@ -391,6 +395,76 @@ def run(*, seeds: Sequence[int] = SEEDS, dataset: str = DATASET, epochs: int = E
     }
 
 
+# --------------------------------------------------------------------------- where phase 2's accuracy goes
+def phase2_accuracy(*, seeds: Sequence[int] = SEEDS, dataset: str = DATASET, epochs: int = EPOCHS,
+                    subset: int | None = None, local_fraction: float = LOCAL_FRACTION, workers: int = 2,
+                    sizes: Sequence[int] | None = None, epsilon: float | None = None, batch_size: int | None = None,
+                    log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Test accuracy along WASAP-SGD's phases beside sequential training of the same spec (no timing).
+
+    Both run in this process through :func:`swatlib.parallel.simulate`: sequential as one worker in
+    order (bit for bit the sequential loop), WASAP-SGD with ``workers`` in the ordered schedule
+    (staleness exactly K − 1, the asynchronous runs' usual staleness at K = 2). Per seed: sequential's
+    test accuracy after every epoch, the master's at the end of phase 1, each replica's at the end of
+    its local phase, and the average's (the final network).
+    """
+    model = {"dataset": dataset, "epochs": epochs, "subset": subset, "sizes": sizes, "epsilon": epsilon,
+             "batch_size": batch_size}
+    if not seeds:
+        raise ValueError("seeds must name at least one seed, e.g. --seeds 0 1 2")
+    spec = benchmark_spec(seeds[0], **model)
+    plan = make_plan(spec, Options(workers=workers, local_fraction=local_fraction),
+                     len(runs.load_dataset(dataset, subset).y_train))
+    if not plan.phase2_epochs:
+        raise ValueError(f"local_fraction {local_fraction:g} of {epochs} epochs leaves no phase 2 to look at")
+    records = []
+    for seed in seeds:
+        spec = benchmark_spec(seed, **model)
+        log(f"seed {seed}: sequential, then WASAP-SGD K = {workers} in order")
+        sequential = parallel.simulate(spec, workers=1, local_fraction=0.0)
+        wasap = parallel.simulate(spec, workers=workers, local_fraction=local_fraction)
+        phase1 = next(r for r in wasap["history"] if r["epoch"] == plan.phase1_epochs and r["model"] == "master")
+        records.append({"seed": seed, "sequential": [r["test_acc"] for r in sequential["history"]],
+                        "phase1_end": phase1["test_acc"],
+                        "replicas": [r["test_acc"] for r in wasap["replicas_before_averaging"]],
+                        "average": wasap["final_test_acc"]})
+    final = [r["sequential"][-1] for r in records]
+    at_phase1 = [r["sequential"][plan.phase1_epochs - 1] for r in records]
+    return {"config": {"dataset": dataset, "subset": subset, "epochs": epochs, "local_fraction": local_fraction,
+                       "phase1_epochs": plan.phase1_epochs, "phase2_epochs": plan.phase2_epochs, "workers": workers,
+                       "sizes": spec["sizes"], "epsilon": spec["epsilon"], "batch_size": spec["batch_size"],
+                       "seeds": list(seeds)},
+            "runs": records,
+            "phase1_within_noise": within_noise([r["phase1_end"] for r in records], at_phase1),
+            "replicas_within_noise": within_noise([statistics.fmean(r["replicas"]) for r in records], final),
+            "average_within_noise": within_noise([r["average"] for r in records], final)}
+
+
+def phase2_report(result: dict) -> str:
+    """The table ``--phase2-accuracy`` prints: mean ± std over the seeds at each point of the run."""
+    cfg, records = result["config"], result["runs"]
+    p1 = cfg["phase1_epochs"]
+
+    def cell(values: Sequence[float]) -> str:
+        mean, std = mean_std(values)
+        return f"{mean:.4f}" + ("" if std is None else f" ± {std:.4f}")
+
+    noise = {None: "n/a (one seed)", True: "within noise", False: "OUTSIDE noise"}
+    rows = [(f"sequential after epoch {e}", [r["sequential"][e - 1] for r in records], "")
+            for e in range(1, cfg["epochs"] + 1)]
+    rows += [(f"WASAP master at the end of phase 1 (epoch {p1})", [r["phase1_end"] for r in records],
+              f"vs sequential after epoch {p1}: {noise[result['phase1_within_noise']]}"),
+             (f"each replica before averaging (epoch {cfg['epochs']})", [a for r in records for a in r["replicas"]],
+              f"their mean vs sequential's final: {noise[result['replicas_within_noise']]}"),
+             ("the average (the final network)", [r["average"] for r in records],
+              f"vs sequential's final: {noise[result['average_within_noise']]}")]
+    lines = [f"Where WASAP-SGD's accuracy goes: {cfg['dataset']}, SET-MLP {'-'.join(map(str, cfg['sizes']))}, "
+             f"{cfg['epochs']} epochs = {p1} in phase 1 + {cfg['phase2_epochs']} local, K = {cfg['workers']}, "
+             f"ordered schedule (simulator), seeds {cfg['seeds']}; test accuracy, mean ± std (ddof 1)", ""]
+    lines += [f"  {label:48s} {cell(values):>17s}   {comparison}".rstrip() for label, values, comparison in rows]
+    return "\n".join(lines)
+
+
 def _f(value: float | None, spec: str) -> str:
     """``value`` formatted with ``spec``, or ``n/a`` right-aligned to the spec's width."""
     width = int("".join(itertools.takewhile(str.isdigit, spec)) or 0)
@@ -465,17 +539,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--subset", type=int, default=None, help="training samples (default: all)")
     parser.add_argument("--variants", nargs="+", default=None, help=f"default: {' '.join(variants())}")
     parser.add_argument("--no-messages", action="store_true", help="skip the cost-per-message micro-benchmark")
+    parser.add_argument("--phase2-accuracy", action="store_true",
+                        help="instead of the timings: test accuracy at the end of phase 1, of each replica before "
+                             "averaging and of the average, beside sequential's after every epoch (in-process, "
+                             "ordered schedule)")
     parser.add_argument("--json", metavar="PATH", help="also write the result as JSON to PATH (atomically)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
+    log = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
     try:
-        result = run(seeds=args.seeds, dataset=args.dataset, epochs=args.epochs, subset=args.subset,
-                     local_fraction=args.local_fraction, names=args.variants, messages=not args.no_messages,
-                     log=lambda line: print(line, file=sys.stderr, flush=True))
+        if args.phase2_accuracy:
+            result = phase2_accuracy(seeds=args.seeds, dataset=args.dataset, epochs=args.epochs, subset=args.subset,
+                                     local_fraction=args.local_fraction, log=log)
+        else:
+            result = run(seeds=args.seeds, dataset=args.dataset, epochs=args.epochs, subset=args.subset,
+                         local_fraction=args.local_fraction, names=args.variants, messages=not args.no_messages,
+                         log=log)
     except (ValueError, DatasetNotFoundError, parallel.ParallelRunError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1 if isinstance(error, parallel.ParallelRunError) else 2
-    print(report(result))
+    print(phase2_report(result) if args.phase2_accuracy else report(result))
     if args.json:
         atomic_write_bytes(args.json, json.dumps(result, indent=1).encode())
     return 0

@@ -165,3 +165,24 @@ def test_cli_bad_input_is_one_line_and_status_2(bench, capsys):
     assert bench.main(["--variants", "nope", "--subset", "256"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: unknown variant") and "\n" not in err
+
+
+@pytest.mark.slow
+def test_phase2_accuracy_scores_every_point_of_the_run(bench):
+    out = bench.phase2_accuracy(seeds=[0, 1], log=lambda line: None, **TINY)
+    assert out["config"]["phase1_epochs"] == 1 and out["config"]["phase2_epochs"] == 1
+    for record in out["runs"]:
+        assert len(record["sequential"]) == TINY["epochs"] and len(record["replicas"]) == 2
+        points = [*record["sequential"], record["phase1_end"], *record["replicas"], record["average"]]
+        assert all(0.0 <= acc <= 1.0 for acc in points)
+    assert {out[k] for k in ("phase1_within_noise", "replicas_within_noise", "average_within_noise")} <= {True, False}
+    text = bench.phase2_report(out)
+    assert "each replica before averaging" in text and "the average (the final network)" in text
+
+
+def test_phase2_accuracy_needs_a_phase_2(bench, capsys):
+    with pytest.raises(ValueError, match="no phase 2"):
+        bench.phase2_accuracy(local_fraction=0.0, **TINY)
+    assert bench.main(["--phase2-accuracy", "--local-fraction", "0", "--subset", "256"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: local_fraction 0 of 3 epochs leaves no phase 2") and "\n" not in err

@@ -80,6 +80,10 @@ def test_two_workers_in_order_equal_the_simulator_with_pruning_phase_two_and_chu
     assert real["final_digest"] == simulated["final_digest"]
     assert scores(real) == scores(simulated)
     assert real["staleness"] == simulated["staleness"]
+    assert "replicas_before_averaging" not in real  # the simulator's extra: the replicas it still holds
+    before = simulated["replicas_before_averaging"]
+    assert [r["rank"] for r in before] == [1, 2] and all(0.0 <= r["test_acc"] <= 1.0 for r in before)
+    assert before[0]["train_loss"] != before[1]["train_loss"]  # own shards, own SET: two different networks
     assert real["hidden_neurons"] < spec["sizes"][1:-1]  # pruning changed the shapes on the way
     assert [r["model"] for r in real["history"]] == ["master", "master", "average"]
     steady = {int(k): v for k, v in real["staleness"].items()}

@@ -721,7 +721,10 @@ def simulate(spec: dict[str, Any], *, workers: int, local_fraction: float = 0.3,
              averaging: str = "mean", phase2: str = "local", overwrite_every: int = 10) -> dict[str, Any]:
     """WASAP-SGD's ordered schedule in this process, with the objects the processes use.
 
-    Returns the same result as :func:`train` with ``schedule="ordered"`` (timings aside).
+    Returns the same result as :func:`train` with ``schedule="ordered"`` (timings aside), plus, when
+    there is a phase 2, ``replicas_before_averaging``: each replica's scores (``rank``, train and test
+    loss and accuracy, ``nnz``) at the end of its local phase, next to the average's in ``history``:
+    what averaging gains or costs.
     """
     options = Options(algorithm="wasap", workers=workers, local_fraction=local_fraction, schedule="ordered",
                       retain=retain, averaging=averaging, phase2=phase2, overwrite_every=overwrite_every)
@@ -758,4 +761,9 @@ def simulate(spec: dict[str, Any], *, workers: int, local_fraction: float = 0.3,
         reports[0]["final_state"] = snapshot(master.model)
     reports[0]["train_seconds"] = time.perf_counter() - clock.start
     reports[0]["stats"] = clock.report("simulator", 0)
-    return assemble(spec, options, plan, reports, data)
+    result = assemble(spec, options, plan, reports, data)
+    if plan.phase2_epochs:
+        result["replicas_before_averaging"] = [
+            {"rank": replica.rank, **Classification(data).evaluate(replica.model), "nnz": int(replica.model.nnz)}
+            for replica in replicas]
+    return result
