@@ -24,6 +24,9 @@ What is measured (side by side in one script, every variant on the same run spec
   :class:`swatlib.parallel.messages.Message` the size of the model's gradient payload back and forth,
   (i) with every receive pre-posted (``irecv`` before the peer sends, as the library does) and
   (ii) with a blocking receive posted late (after the peer's send, as a busy receiver would).
+* **Parallel capacity** (:func:`parallel_capacity`): one, then two one-thread copies of the sequential
+  training step started together, no messages, alternating: how much faster two processes train
+  here than one — the most any two-worker scheme can reach on this machine, whatever its messages.
 * The machine (CPU model, cores, torch), and the load average before and after; a run whose 1-minute
   load average before it exceeds :data:`swatlib.machine.BUSY_LOAD` is marked "busy machine".
 * ``--phase2-accuracy`` (instead of the timings, :func:`phase2_accuracy`): where WASAP-SGD's accuracy
@@ -67,6 +70,7 @@ from swatlib.data import DatasetNotFoundError  # noqa: E402
 from swatlib.experiments import runs  # noqa: E402
 from swatlib.experiments.truly_sparse import build_model, make_spec  # noqa: E402
 from swatlib.parallel.messages import HEADER, LENGTH, Message, recv_tensor  # noqa: E402
+from swatlib.parallel.roles import Master, Replica  # noqa: E402
 from swatlib.parallel.training import Options, leave_without_finalising, make_plan  # noqa: E402
 
 from set_mlp import ALPHA, BATCH, DROPOUT, EPSILON, LR, SIZES, ZETA  # noqa: E402  (the model of set_mlp.py)
@@ -91,6 +95,11 @@ GOAL_RATIO = 1.6
 MESSAGE_ROUNDS = 50
 MESSAGE_WARMUP = 5
 MESSAGE_DELAY = 0.005
+
+#: Parallel-capacity probe: timed steps per copy (after a warm-up), alternating repeats of one and two copies.
+CAPACITY_STEPS = 300
+CAPACITY_WARMUP = 5
+CAPACITY_REPEATS = 3
 
 _TAG = 10
 #: Header fields 6–7 (int32), unused by :mod:`swatlib.parallel.messages`: the send time as one int64.
@@ -212,19 +221,23 @@ def summarise(records: Sequence[dict]) -> dict[str, Any]:
     return {"best_sequential": best, "variants": out}
 
 
-def goal(summary: dict, busy: bool) -> dict[str, Any]:
+def goal(summary: dict, busy: bool, capacity: dict | None = None) -> dict[str, Any]:
     """Issue 10's goal, measured (``met`` is ``None`` when a variant it needs did not run), and its
-    ``ceiling`` on this machine: two one-thread processes doing at least the one-thread sequential
-    run's work per sample (the same forward, backward and update, plus messages) train at most twice
-    its samples per second, i.e. ``2 × sequential-1t / best sequential`` (None without both runs)."""
+    ceilings on this machine. Two one-thread processes doing at least the one-thread sequential run's
+    work per sample (the same forward, backward and update, plus messages) train at most twice its
+    samples per second: ``ceiling`` = ``2 × sequential-1t / best sequential``; and at most what two
+    copies of that work manage side by side here: ``measured_ceiling`` = ``capacity ratio ×
+    sequential-1t / best sequential`` (:func:`parallel_capacity`). None without the runs they need."""
     row = summary["variants"].get(GOAL_VARIANT)
     measured = None if row is None else row["over_best_sequential"]
     one_thread, best = summary["variants"].get("sequential-1t"), summary["variants"].get(summary["best_sequential"])
-    ceiling = (None if one_thread is None or best is None
-               else 2 * one_thread["samples_per_second"] / best["samples_per_second"])
+    one_over_best = (None if one_thread is None or best is None
+                     else one_thread["samples_per_second"] / best["samples_per_second"])
     return {"variant": GOAL_VARIANT, "target": GOAL_RATIO, "measured": measured,
             "met": None if measured is None else measured >= GOAL_RATIO, "busy_machine": busy,
-            "applies_to": "an idle 2-core machine", "ceiling": ceiling}
+            "applies_to": "an idle 2-core machine", "ceiling": None if one_over_best is None else 2 * one_over_best,
+            "measured_ceiling": (None if one_over_best is None or capacity is None
+                                 else capacity["ratio"] * one_over_best)}
 
 
 # --------------------------------------------------------------------------- cost per message
@@ -344,12 +357,76 @@ def message_cost(capacity: int, *, rounds: int = MESSAGE_ROUNDS, warmup: int = M
     return out
 
 
+# --------------------------------------------------------------------------- what two processes can do here
+def _capacity_rank(rank: int, world: int, init_method: str, spec: dict, steps: int, output: str) -> None:
+    runs.enter_child(1)
+    data = runs.load_dataset(spec["dataset"], spec["subset"])
+    replica = Replica(spec, data, 1, 1)  # every copy the sequential run's streams: the same work
+    master = Master(spec, updates_per_epoch=replica.batches_per_pass, model=replica.model, record=False)
+    buffer = torch.empty(message_floats(spec))
+    dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=world,
+                            timeout=timedelta(minutes=5))
+    try:
+        for _ in range(CAPACITY_WARMUP):
+            replica.compute(buffer)
+        dist.barrier()  # the copies start together
+        start = time.monotonic()  # one clock for every process of this machine
+        for _ in range(steps):
+            length = replica.compute(buffer)
+            master.apply(buffer[:length], version=master.version, based_on=master.updates)
+        times = [None] * world if rank == 0 else None
+        dist.gather_object((start, time.monotonic()), times, dst=0)
+        if rank == 0:
+            atomic_write_bytes(output, pickle.dumps(times))
+    finally:
+        dist.destroy_process_group()
+    leave_without_finalising()
+
+
+def _copies_rate(spec: dict, copies: int, steps: int) -> float:
+    """Training samples per second of ``copies`` one-thread copies of the sequential step run together."""
+    with tempfile.TemporaryDirectory(prefix="swatlib-wasap-bench-") as tmp:
+        output = os.path.join(tmp, "times.pkl")
+        rendezvous = "file://" + os.path.join(tmp, "rendezvous")
+        with runs.child_start_conditions():
+            context = mp.start_processes(_capacity_rank, args=(copies, rendezvous, spec, steps, output),
+                                         nprocs=copies, join=False, start_method="spawn")
+        while not context.join():
+            pass
+        with open(output, "rb") as f:
+            times = pickle.load(f)
+    span = max(end for _, end in times) - min(start for start, _ in times)
+    return copies * steps * spec["batch_size"] / span
+
+
+def parallel_capacity(spec: dict, *, steps: int = CAPACITY_STEPS, repeats: int = CAPACITY_REPEATS) -> dict[str, Any]:
+    """How much two processes can train here at once, with no messages at all.
+
+    One copy, then two copies started together (a barrier), of the sequential training step (the
+    library's :class:`~swatlib.parallel.roles.Replica` and :class:`~swatlib.parallel.roles.Master`, one
+    thread each), alternating ``repeats`` times; the rate of two is all samples over the span from the
+    first start to the last end. ``ratio`` (median of the repeats' two-over-one) bounds what any
+    scheme of two one-thread trainers — WASAP-SGD's workers included, who also wait for messages and
+    share the cores with a master — can reach over one on this machine.
+    """
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"capacity steps must be a positive integer, got {steps!r}")
+    single, double = [], []
+    for _ in range(repeats):
+        single.append(_copies_rate(spec, 1, steps))
+        double.append(_copies_rate(spec, 2, steps))
+    return {"steps": steps, "repeats": repeats, "one_samples_per_second": single,
+            "two_samples_per_second": double,
+            "ratio": statistics.median(two / one for one, two in zip(single, double))}
+
+
 # --------------------------------------------------------------------------- the benchmark
 def run(*, seeds: Sequence[int] = SEEDS, dataset: str = DATASET, epochs: int = EPOCHS, subset: int | None = None,
         local_fraction: float = LOCAL_FRACTION, sizes: Sequence[int] | None = None, epsilon: float | None = None,
         batch_size: int | None = None, names: Sequence[str] | None = None, threads: Sequence[int] = SEQUENTIAL_THREADS,
         workers: Sequence[int] = WORKERS, messages: bool = True, message_rounds: int = MESSAGE_ROUNDS,
-        message_warmup: int = MESSAGE_WARMUP, log: Callable[[str], None] = print) -> dict[str, Any]:
+        message_warmup: int = MESSAGE_WARMUP, capacity: bool = True, capacity_steps: int = CAPACITY_STEPS,
+        capacity_repeats: int = CAPACITY_REPEATS, log: Callable[[str], None] = print) -> dict[str, Any]:
     """The whole benchmark as one JSON-ready dict (``--json PATH`` writes exactly this).
 
     ``names`` picks variants of :func:`variants` (default: all of them); ``dataset``, ``sizes``,
@@ -381,6 +458,9 @@ def run(*, seeds: Sequence[int] = SEEDS, dataset: str = DATASET, epochs: int = E
             records.append(run_variant(spec, name, options, local_fraction=local_fraction, log=log))
     message = (message_cost(message_floats(spec), rounds=message_rounds, warmup=message_warmup)
                if messages else None)
+    if capacity:
+        log(f"parallel capacity: one and two copies of the sequential step, load average {os.getloadavg()[0]:.2f}")
+    two_copies = parallel_capacity(spec, steps=capacity_steps, repeats=capacity_repeats) if capacity else None
     summary = summarise(records)
     busy = machine.is_busy(load_before)
     return {
@@ -391,7 +471,8 @@ def run(*, seeds: Sequence[int] = SEEDS, dataset: str = DATASET, epochs: int = E
                    "local_fraction": local_fraction, "phase2_epochs": max(r["phase2_epochs"] for r in records),
                    "sizes": spec["sizes"], "epsilon": spec["epsilon"], "batch_size": spec["batch_size"],
                    "seeds": list(seeds)},
-        "runs": records, **summary, "goal": goal(summary, busy), "messages": message,
+        "runs": records, **summary, "goal": goal(summary, busy, two_copies), "messages": message,
+        "capacity": two_copies,
     }
 
 
@@ -513,6 +594,13 @@ def report(result: dict) -> str:
                      f"measured {_f(g['measured'], '.2f')} -> {met}" + (" (busy machine)" if g["busy_machine"] else ""))
     lines.append(f"ceiling here: 2 x sequential-1t / best sequential = {_f(g['ceiling'], '.2f')} (two one-thread "
                  "processes doing the sequential work per sample cannot do better)")
+    c = result.get("capacity")
+    if c:
+        one, two = statistics.median(c["one_samples_per_second"]), statistics.median(c["two_samples_per_second"])
+        lines.append(f"parallel capacity: two one-thread copies of the sequential step side by side, no messages: "
+                     f"{two:.0f} samples/s against one copy's {one:.0f} -> {c['ratio']:.2f}x (median of "
+                     f"{c['repeats']} alternating repeats of {c['steps']} steps); measured ceiling = that x "
+                     f"sequential-1t / best sequential = {_f(g['measured_ceiling'], '.2f')}")
     m = result.get("messages")
     if m:
         lines += ["", f"cost per message ({m['floats']:,} floats, {m['bytes'] / 2**20:.2f} MiB, gloo, 2 processes, "
@@ -539,6 +627,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--subset", type=int, default=None, help="training samples (default: all)")
     parser.add_argument("--variants", nargs="+", default=None, help=f"default: {' '.join(variants())}")
     parser.add_argument("--no-messages", action="store_true", help="skip the cost-per-message micro-benchmark")
+    parser.add_argument("--no-capacity", action="store_true",
+                        help="skip the parallel-capacity probe (one and two copies of the sequential step)")
     parser.add_argument("--phase2-accuracy", action="store_true",
                         help="instead of the timings: test accuracy at the end of phase 1, of each replica before "
                              "averaging and of the average, beside sequential's after every epoch (in-process, "
@@ -554,7 +644,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             result = run(seeds=args.seeds, dataset=args.dataset, epochs=args.epochs, subset=args.subset,
                          local_fraction=args.local_fraction, names=args.variants, messages=not args.no_messages,
-                         log=log)
+                         capacity=not args.no_capacity, log=log)
     except (ValueError, DatasetNotFoundError, parallel.ParallelRunError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1 if isinstance(error, parallel.ParallelRunError) else 2

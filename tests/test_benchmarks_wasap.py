@@ -22,6 +22,7 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 TINY = dict(epochs=2, subset=256, sizes=(784, 32, 32, 10), epsilon=2.0, batch_size=32)
 ROUNDS = 3
+CAPACITY_STEPS = 4
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +40,8 @@ def bench():
 @pytest.fixture(scope="module")
 def result(bench):
     lines: list[str] = []
-    out = bench.run(seeds=[0], names=["wasap-K1"], message_rounds=ROUNDS, message_warmup=1, log=lines.append, **TINY)
+    out = bench.run(seeds=[0], names=["wasap-K1"], message_rounds=ROUNDS, message_warmup=1,
+                    capacity_steps=CAPACITY_STEPS, capacity_repeats=1, log=lines.append, **TINY)
     assert any("wasap-K1" in line for line in lines)
     return out
 
@@ -85,6 +87,27 @@ def test_message_micro_benchmark(result):
 
 
 @pytest.mark.slow
+def test_parallel_capacity_probe(bench, result):
+    c = result["capacity"]
+    assert c["steps"] == CAPACITY_STEPS and c["repeats"] == 1
+    (one,), (two,) = c["one_samples_per_second"], c["two_samples_per_second"]
+    assert one > 0 and two > 0 and c["ratio"] == pytest.approx(two / one)
+    assert result["goal"]["measured_ceiling"] is None  # no sequential run to scale it by
+    assert "parallel capacity" in bench.report(result)
+
+
+def test_capacity_goal_scales_by_the_sequential_runs(bench):
+    summary = {"best_sequential": "sequential-2t", "variants": {
+        "sequential-1t": {"samples_per_second": 100.0}, "sequential-2t": {"samples_per_second": 125.0},
+        "wasap-K2": {"over_best_sequential": 1.1}}}
+    g = bench.goal(summary, False, {"ratio": 1.5})
+    assert g["ceiling"] == pytest.approx(1.6) and g["measured_ceiling"] == pytest.approx(1.2)
+    assert g["met"] is False and bench.goal(summary, False)["measured_ceiling"] is None
+    with pytest.raises(ValueError, match="capacity steps"):
+        bench.parallel_capacity({}, steps=0)
+
+
+@pytest.mark.slow
 def test_report_marks_busy_machine_and_goal(bench, result):
     text = bench.report({**result, "busy_machine": True})
     assert "BUSY MACHINE" in text and "not measured" in text and "pre-posted" in text
@@ -117,7 +140,7 @@ def test_summarise_ratios_best_sequential_and_accuracy(bench):
     assert row["mean_staleness"] == 2.0 and out["variants"]["sequential-1t"]["master_cpu_share"] is None
     assert bench.goal(out, busy=False) == {"variant": "wasap-K2", "target": 1.6, "measured": pytest.approx(1.6),
                                            "met": True, "busy_machine": False, "applies_to": "an idle 2-core machine",
-                                           "ceiling": pytest.approx(2 * 100 / 125)}
+                                           "ceiling": pytest.approx(2 * 100 / 125), "measured_ceiling": None}
 
 
 def test_within_noise_needs_two_seeds(bench):
