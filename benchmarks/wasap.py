@@ -97,9 +97,9 @@ MESSAGE_WARMUP = 5
 MESSAGE_DELAY = 0.005
 
 #: Parallel-capacity probe: timed steps per copy (after a warm-up), alternating repeats of one and two copies.
-CAPACITY_STEPS = 300
+CAPACITY_STEPS = 1000
 CAPACITY_WARMUP = 5
-CAPACITY_REPEATS = 3
+CAPACITY_REPEATS = 5
 
 _TAG = 10
 #: Header fields 6–7 (int32), unused by :mod:`swatlib.parallel.messages`: the send time as one int64.
@@ -597,9 +597,11 @@ def report(result: dict) -> str:
     c = result.get("capacity")
     if c:
         one, two = statistics.median(c["one_samples_per_second"]), statistics.median(c["two_samples_per_second"])
+        ratios = [b / a for a, b in zip(c["one_samples_per_second"], c["two_samples_per_second"])]
         lines.append(f"parallel capacity: two one-thread copies of the sequential step side by side, no messages: "
                      f"{two:.0f} samples/s against one copy's {one:.0f} -> {c['ratio']:.2f}x (median of "
-                     f"{c['repeats']} alternating repeats of {c['steps']} steps); measured ceiling = that x "
+                     f"{c['repeats']} alternating repeats of {c['steps']} steps, each {min(ratios):.2f}-"
+                     f"{max(ratios):.2f}x); measured ceiling = that x "
                      f"sequential-1t / best sequential = {_f(g['measured_ceiling'], '.2f')}")
     m = result.get("messages")
     if m:
