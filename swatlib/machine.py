@@ -1,7 +1,8 @@
 """What a timed result ran on, and how much memory the process holds.
 
 * :func:`describe` and :func:`load_average` — the CPU, its logical CPUs, torch and Python, and the
-  load average. Every benchmark and timed notebook run records these beside its numbers, so that a
+  load average (:func:`cpuinfo_lines` is the one reader of ``/proc/cpuinfo``, also for the native
+  kernels' build key). Every benchmark and timed notebook run records these beside its numbers, so that a
   reader can tell which machine and how busy it was; :func:`is_busy` flags a run that started on a
   machine others were using (:data:`BUSY_LOAD`).
 * :func:`resident_bytes`, :func:`peak_resident_bytes` and :func:`reset_peak_resident` — the
@@ -19,7 +20,7 @@ import sys
 
 import torch
 
-__all__ = ["BUSY_LOAD", "describe", "is_busy", "load_average", "resident_bytes", "peak_resident_bytes",
+__all__ = ["BUSY_LOAD", "cpuinfo_lines", "describe", "is_busy", "load_average", "resident_bytes", "peak_resident_bytes",
            "reset_peak_resident"]
 
 #: 1-minute load average before a timed run above which it is marked "busy machine": 0.5 runnable
@@ -28,14 +29,19 @@ __all__ = ["BUSY_LOAD", "describe", "is_busy", "load_average", "resident_bytes",
 BUSY_LOAD = 0.5
 
 
-def describe() -> dict:
-    """CPU model (from ``/proc/cpuinfo`` where there is one), logical CPUs, torch version and threads, Python."""
-    cpu = platform.processor() or ""
+def cpuinfo_lines(*fields: str) -> list[str]:
+    """The lines of ``/proc/cpuinfo`` that start with one of ``fields``, in order (none where the file is absent)."""
     try:
         with open("/proc/cpuinfo") as info:
-            cpu = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), cpu)
+            return [line.rstrip("\n") for line in info if line.startswith(fields)]
     except OSError:
-        pass
+        return []
+
+
+def describe() -> dict:
+    """CPU model (from ``/proc/cpuinfo`` where there is one), logical CPUs, torch version and threads, Python."""
+    models = cpuinfo_lines("model name")
+    cpu = models[0].split(":", 1)[1].strip() if models else platform.processor() or ""
     return {"cpu": cpu, "logical_cpus": os.cpu_count(), "torch": torch.__version__,
             "torch_threads": torch.get_num_threads(), "python": platform.python_version()}
 

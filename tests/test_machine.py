@@ -82,3 +82,18 @@ def test_without_proc_the_peak_falls_back_to_getrusage_in_bytes(monkeypatch):
     resident = machine.resident_bytes()
     _hide(monkeypatch, "/proc/self/status", FileNotFoundError)
     assert machine.peak_resident_bytes() >= 0.9 * resident  # KiB taken for bytes would be 1/1024 of it
+
+
+def test_cpuinfo_lines_are_the_asked_fields_or_nothing(monkeypatch, tmp_path):
+    fake = tmp_path / "cpuinfo"
+    fake.write_text("processor\t: 0\nmodel name\t: Some CPU\nflags\t\t: fpu avx2\nprocessor\t: 1\n"
+                    "model name\t: Some CPU\n")
+    monkeypatch.setattr(machine, "open", lambda file, *args, **kwargs: builtins.open(
+        fake if file == "/proc/cpuinfo" else file, *args, **kwargs), raising=False)
+    assert machine.cpuinfo_lines("model name", "flags") == ["model name\t: Some CPU", "flags\t\t: fpu avx2",
+                                                            "model name\t: Some CPU"]
+    assert machine.cpuinfo_lines("nothing such") == []
+    assert machine.describe()["cpu"] == "Some CPU"
+    _hide(monkeypatch, "/proc/cpuinfo", FileNotFoundError)  # another OS: no lines, the platform's name
+    assert machine.cpuinfo_lines("model name") == []
+    assert isinstance(machine.describe()["cpu"], str)

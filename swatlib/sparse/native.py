@@ -45,6 +45,7 @@ from pathlib import Path
 
 import torch
 
+from swatlib import machine
 from swatlib.atomic import atomic_path
 
 __all__ = ["available", "disabled", "usable", "spmm", "spmm_t", "sddmm", "dropout", "dropout_backward",
@@ -75,11 +76,7 @@ def _cache_dir() -> Path:
 
 def _cpu_identity() -> str:
     """Model and feature flags of this CPU: ``-march=native`` code is only valid on an equal one."""
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        lines = []
-    wanted = [line for line in lines if line.startswith(("model name", "flags", "Features", "CPU part"))]
+    wanted = machine.cpuinfo_lines("model name", "flags", "Features", "CPU part")
     return "\n".join(sorted(set(wanted))) + platform.machine() + platform.processor()
 
 
