@@ -2,9 +2,9 @@
 
 * :func:`describe` and :func:`load_average` — the CPU, its logical CPUs, torch and Python, and the
   load average (:func:`cpuinfo_lines` is the one reader of ``/proc/cpuinfo``, also for the native
-  kernels' build key). Every benchmark and timed notebook run records these beside its numbers, so that a
-  reader can tell which machine and how busy it was; :func:`is_busy` flags a run that started on a
-  machine others were using (:data:`BUSY_LOAD`).
+  kernels' build key). Every benchmark and timed notebook run records these beside its numbers, so
+  that a reader can tell which machine and how busy it was; :func:`is_busy` flags a run that started
+  on a machine others were using (:data:`BUSY_LOAD`).
 * :func:`resident_bytes`, :func:`peak_resident_bytes` and :func:`reset_peak_resident` — the
   process's resident set (RSS) now, its high-water mark, and resetting that mark, read from Linux's
   ``/proc/self``: the one place where memory measurements (SWAT step peaks, extreme-scale rows,
@@ -20,8 +20,8 @@ import sys
 
 import torch
 
-__all__ = ["BUSY_LOAD", "cpuinfo_lines", "describe", "is_busy", "load_average", "resident_bytes", "peak_resident_bytes",
-           "reset_peak_resident"]
+__all__ = ["BUSY_LOAD", "cpuinfo_lines", "describe", "is_busy", "load_average", "resident_bytes",
+           "peak_resident_bytes", "reset_peak_resident"]
 
 #: 1-minute load average before a timed run above which it is marked "busy machine": 0.5 runnable
 #: processes on average is a quarter of the 2-core reference machine taken by others (an idle VM
