@@ -383,6 +383,12 @@ def _capacity_rank(rank: int, world: int, init_method: str, spec: dict, steps: i
     leave_without_finalising()
 
 
+def _check_capacity(steps: int, repeats: int) -> None:
+    for name, value in (("capacity steps", steps), ("capacity repeats", repeats)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
 def _copies_rate(spec: dict, copies: int, steps: int) -> float:
     """Training samples per second of ``copies`` one-thread copies of the sequential step run together."""
     with tempfile.TemporaryDirectory(prefix="swatlib-wasap-bench-") as tmp:
@@ -409,8 +415,7 @@ def parallel_capacity(spec: dict, *, steps: int = CAPACITY_STEPS, repeats: int =
     scheme of two one-thread trainers — WASAP-SGD's workers included, who also wait for messages and
     share the cores with a master — can reach over one on this machine.
     """
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"capacity steps must be a positive integer, got {steps!r}")
+    _check_capacity(steps, repeats)
     single, double = [], []
     for _ in range(repeats):
         single.append(_copies_rate(spec, 1, steps))
@@ -442,6 +447,8 @@ def run(*, seeds: Sequence[int] = SEEDS, dataset: str = DATASET, epochs: int = E
         raise ValueError("seeds must name at least one seed, e.g. --seeds 0 1 2")
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs must be an integer >= 1, got {epochs!r}")
+    if capacity:
+        _check_capacity(capacity_steps, capacity_repeats)
     model = {"dataset": dataset, "epochs": epochs, "subset": subset, "sizes": sizes, "epsilon": epsilon,
              "batch_size": batch_size}
     spec = benchmark_spec(seeds[0], **model)

@@ -105,6 +105,8 @@ def test_capacity_goal_scales_by_the_sequential_runs(bench):
     assert g["met"] is False and bench.goal(summary, False)["measured_ceiling"] is None
     with pytest.raises(ValueError, match="capacity steps"):
         bench.parallel_capacity({}, steps=0)
+    with pytest.raises(ValueError, match="capacity repeats"):
+        bench.run(capacity_repeats=0, **TINY)  # before any run starts
 
 
 @pytest.mark.slow
