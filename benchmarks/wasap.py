@@ -134,6 +134,16 @@ def benchmark_spec(seed: int, *, dataset: str = DATASET, epochs: int = EPOCHS, s
                      overrides={dataset: own})
 
 
+def _model_settings(seeds: Sequence[int], **model: Any) -> dict[str, Any]:
+    """:func:`benchmark_spec`'s keyword arguments shared by every seed of a run, checked with the seeds."""
+    if not seeds:
+        raise ValueError("seeds must name at least one seed, e.g. --seeds 0 1 2")
+    epochs = model["epochs"]
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"epochs must be an integer >= 1, got {epochs!r}")
+    return model
+
+
 def _phase1_seconds(result: dict) -> float | None:
     """Wall seconds from the start to the master's last phase-1 epoch end (its snapshot)."""
     for record in result["history"]:
@@ -443,14 +453,10 @@ def run(*, seeds: Sequence[int] = SEEDS, dataset: str = DATASET, epochs: int = E
         if unknown:
             raise ValueError(f"unknown variant(s) {', '.join(unknown)}; valid: {', '.join(table)}")
         table = {n: table[n] for n in names}
-    if not seeds:
-        raise ValueError("seeds must name at least one seed, e.g. --seeds 0 1 2")
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"epochs must be an integer >= 1, got {epochs!r}")
+    model = _model_settings(seeds, dataset=dataset, epochs=epochs, subset=subset, sizes=sizes, epsilon=epsilon,
+                            batch_size=batch_size)
     if capacity:
         _check_capacity(capacity_steps, capacity_repeats)
-    model = {"dataset": dataset, "epochs": epochs, "subset": subset, "sizes": sizes, "epsilon": epsilon,
-             "batch_size": batch_size}
     spec = benchmark_spec(seeds[0], **model)
     n_train = len(runs.load_dataset(dataset, subset).y_train)
     for options in table.values():  # every variant's options and phases checked before any process starts
@@ -496,10 +502,8 @@ def phase2_accuracy(*, seeds: Sequence[int] = SEEDS, dataset: str = DATASET, epo
     test accuracy after every epoch, the master's at the end of phase 1, each replica's at the end of
     its local phase, and the average's (the final network).
     """
-    model = {"dataset": dataset, "epochs": epochs, "subset": subset, "sizes": sizes, "epsilon": epsilon,
-             "batch_size": batch_size}
-    if not seeds:
-        raise ValueError("seeds must name at least one seed, e.g. --seeds 0 1 2")
+    model = _model_settings(seeds, dataset=dataset, epochs=epochs, subset=subset, sizes=sizes, epsilon=epsilon,
+                            batch_size=batch_size)
     spec = benchmark_spec(seeds[0], **model)
     plan = make_plan(spec, Options(workers=workers, local_fraction=local_fraction),
                      len(runs.load_dataset(dataset, subset).y_train))
