@@ -341,19 +341,26 @@ def message_floats(spec: dict) -> int:
     return sum(p.numel() for p in build_model(spec, torch.Generator().manual_seed(0)).parameters()) + 2
 
 
-def message_cost(capacity: int, *, rounds: int = MESSAGE_ROUNDS, warmup: int = MESSAGE_WARMUP,
-                 delay: float = MESSAGE_DELAY) -> dict[str, Any]:
-    """ms per message of a ``capacity``-float message between two spawned gloo processes, both ways of receiving."""
+def _spawn(rank_function: Callable, args: tuple, *, nprocs: int) -> Any:
+    """Run ``rank_function(rank, rendezvous, *args, output)`` in ``nprocs`` spawned processes, one thread
+    each; returns what rank 0 pickled to ``output``. They meet through a file in a private temporary
+    directory, as swatlib.parallel's ranks do: no port to race for."""
     with tempfile.TemporaryDirectory(prefix="swatlib-wasap-bench-") as tmp:
-        output = os.path.join(tmp, "messages.pkl")
-        rendezvous = "file://" + os.path.join(tmp, "rendezvous")  # as swatlib.parallel does: no port to race for
+        output = os.path.join(tmp, "rank0.pkl")
+        rendezvous = "file://" + os.path.join(tmp, "rendezvous")
         with runs.child_start_conditions():
-            context = mp.start_processes(_message_rank, args=(rendezvous, capacity, rounds, warmup, delay, output),
-                                         nprocs=2, join=False, start_method="spawn")
+            context = mp.start_processes(rank_function, args=(rendezvous, *args, output), nprocs=nprocs,
+                                         join=False, start_method="spawn")
         while not context.join():
             pass
         with open(output, "rb") as f:
-            ranks = pickle.load(f)
+            return pickle.load(f)
+
+
+def message_cost(capacity: int, *, rounds: int = MESSAGE_ROUNDS, warmup: int = MESSAGE_WARMUP,
+                 delay: float = MESSAGE_DELAY) -> dict[str, Any]:
+    """ms per message of a ``capacity``-float message between two spawned gloo processes, both ways of receiving."""
+    ranks = _spawn(_message_rank, (capacity, rounds, warmup, delay), nprocs=2)
     out: dict[str, Any] = {"floats": capacity, "bytes": 4 * (HEADER + capacity),
                            "rounds": rounds, "delay_seconds": delay}
     for mode in ("preposted", "late"):
@@ -368,7 +375,7 @@ def message_cost(capacity: int, *, rounds: int = MESSAGE_ROUNDS, warmup: int = M
 
 
 # --------------------------------------------------------------------------- what two processes can do here
-def _capacity_rank(rank: int, world: int, init_method: str, spec: dict, steps: int, output: str) -> None:
+def _capacity_rank(rank: int, init_method: str, world: int, spec: dict, steps: int, output: str) -> None:
     runs.enter_child(1)
     data = runs.load_dataset(spec["dataset"], spec["subset"])
     replica = Replica(spec, data, 1, 1)  # every copy the sequential run's streams: the same work
@@ -401,16 +408,7 @@ def _check_capacity(steps: int, repeats: int) -> None:
 
 def _copies_rate(spec: dict, copies: int, steps: int) -> float:
     """Training samples per second of ``copies`` one-thread copies of the sequential step run together."""
-    with tempfile.TemporaryDirectory(prefix="swatlib-wasap-bench-") as tmp:
-        output = os.path.join(tmp, "times.pkl")
-        rendezvous = "file://" + os.path.join(tmp, "rendezvous")
-        with runs.child_start_conditions():
-            context = mp.start_processes(_capacity_rank, args=(copies, rendezvous, spec, steps, output),
-                                         nprocs=copies, join=False, start_method="spawn")
-        while not context.join():
-            pass
-        with open(output, "rb") as f:
-            times = pickle.load(f)
+    times = _spawn(_capacity_rank, (copies, spec, steps), nprocs=copies)
     span = max(end for _, end in times) - min(start for start, _ in times)
     return copies * steps * spec["batch_size"] / span
 
