@@ -212,8 +212,8 @@ def test_averaging_keeps_exactly_the_target_from_the_union(k, nnz, seed, rule):
     kept = list(zip(out["linears.0.row_indices"].tolist(), out["linears.0.col_indices"].tolist()))
     assert len(kept) == len(set(kept)) == nnz
     for (row, col), value in zip(kept, out["linears.0.values"].tolist()):
-        held = [float(r["linears.0.values"][(r["linears.0.row_indices"] == row) & (r["linears.0.col_indices"] == col)])
-                for r in replicas if bool(((r["linears.0.row_indices"] == row) & (r["linears.0.col_indices"] == col)).any())]
+        at = [(r["linears.0.row_indices"] == row) & (r["linears.0.col_indices"] == col) for r in replicas]
+        held = [float(r["linears.0.values"][here]) for r, here in zip(replicas, at) if bool(here.any())]
         assert held, "a kept connection must come from the union"
         assert value == pytest.approx(sum(held) / (len(held) if rule == "mean" else k), rel=1e-6, abs=1e-7)
 

@@ -85,10 +85,10 @@ PAPER_SETTINGS = {
                 "init": "he_uniform", "alpha": 0.75},
     # Not a Table 2 dataset: Table 4's smallest network (65536-0.5M-0.5M-2, ε 10) on its synthetic
     # 65,536-feature set (§2.4, SPEC §9), so that WASAP-SGD can train it at the paper's scale
-    # (`benchmarks/wasap.py --dataset madelon-65536`, `python -m swatlib.parallel`). Its protocol is the
-    # one notebook 41 trains (swatlib.experiments.extreme_scale.PROTOCOL is read from here): dropout 0.4,
-    # batch 128, lr 0.01; the paper states no epochs and no initialiser for Table 4, so the common
-    # 500 epochs and He-uniform stand. No dense run: 33 billion weights.
+    # (`benchmarks/wasap.py --dataset madelon-65536`, `python -m swatlib.parallel`). Its sizes, ε and protocol
+    # are what notebook 41 trains (extreme_scale.ARCHITECTURES' first row and PROTOCOL read them from here):
+    # dropout 0.4, batch 128, lr 0.01; the paper states no epochs and no initialiser for Table 4, so the
+    # common 500 epochs and He-uniform stand. No dense run: 33 billion weights.
     "madelon-65536": {"sizes": [65536, 500_000, 500_000, 2], "epsilon": 10, "lr": 0.01, "batch_size": 128,
                       "init": "he_uniform", "alpha": 0.6, "dropout": 0.4, "run_dense": False},
 }

@@ -485,7 +485,8 @@ def _sequential(spec, options: Options, plan: Plan, start: Callable[[], _Clock],
 # --------------------------------------------------------------------------- one rank
 def _run_rank(rank: int, spec, options: Options, plan: Plan) -> dict[str, Any]:
     """Everything rank ``rank`` does once the process group exists; returns its report."""
-    data = None if rank == 0 and options.algorithm != "sequential" else runs.load_dataset(spec["dataset"], spec["subset"])
+    master_only = rank == 0 and options.algorithm != "sequential"
+    data = None if master_only else runs.load_dataset(spec["dataset"], spec["subset"])
     group = None
     if options.algorithm == "wassp":  # every rank takes part in creating the workers' group
         group = dist.new_group(ranks=list(range(1, options.workers + 1)))
