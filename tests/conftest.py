@@ -1,7 +1,11 @@
 """Shared test setup."""
 
+from pathlib import Path
+
 import pytest
 import torch
+
+from swatlib.data import _files
 
 
 @pytest.fixture(autouse=True)
@@ -12,3 +16,15 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point every data directory into tmp_path ($SWATLIB_DATA, $HOME's cache, the system data
+    directory); return the $SWATLIB_DATA root (empty). Test modules narrow it further by overriding."""
+    data = tmp_path / "data"
+    data.mkdir()
+    monkeypatch.setenv("SWATLIB_DATA", str(data))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(_files, "SYSTEM_DATA_DIR", tmp_path / "system")
+    return data

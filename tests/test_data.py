@@ -25,7 +25,6 @@ from swatlib.data import (
     CorruptDataError,
     DatasetNotFoundError,
     DownloadError,
-    _files,
     cifar10,
     data_dirs,
     ensure,
@@ -39,17 +38,6 @@ from swatlib.data.dataset import subset_sizes
 from swatlib.paths import PROJECT_ROOT
 
 # ----------------------------------------------------------------------------- helpers
-
-
-@pytest.fixture
-def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Point every data directory into tmp_path; return the $SWATLIB_DATA root (empty)."""
-    data = tmp_path / "data"
-    data.mkdir()
-    monkeypatch.setenv("SWATLIB_DATA", str(data))
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.setattr(_files, "SYSTEM_DATA_DIR", tmp_path / "system")
-    return data
 
 
 def idx_bytes(array: np.ndarray) -> bytes:

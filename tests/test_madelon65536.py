@@ -18,7 +18,7 @@ import pytest
 import torch
 from sklearn.datasets import make_classification
 
-from swatlib.data import (CorruptDataError, DatasetNotFoundError, _files, load, madelon, madelon65536,
+from swatlib.data import (CorruptDataError, DatasetNotFoundError, load, madelon, madelon65536,
                           standardise)
 from swatlib.data.__main__ import main
 from swatlib.data.dataset import SUBSET_SEED, pick_subset
@@ -29,11 +29,8 @@ N, F = 400, 512  # the narrow set of most tests
 
 
 @pytest.fixture
-def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Point every data directory into tmp_path; return where generated files go."""
-    monkeypatch.setenv("SWATLIB_DATA", str(tmp_path / "data"))
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.setattr(_files, "SYSTEM_DATA_DIR", tmp_path / "system")
+def isolated(isolated: Path, tmp_path: Path) -> Path:
+    """conftest's isolated data directories; returns where generated files go."""
     return tmp_path / "home" / ".cache" / "swatlib" / "madelon-65536"
 
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from swatlib.cache import ResultsCache
-from swatlib.data import _files, provision, wordnet
+from swatlib.data import provision, wordnet
 from swatlib.data.__main__ import main
 from swatlib.data.errors import CorruptDataError, DatasetNotFoundError
 
@@ -46,15 +46,10 @@ def write_corpus(directory: Path, corpus: dict[str, list[str]] = GLOSSES) -> dic
 
 
 @pytest.fixture
-def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Every data directory (and WordNet's system directory) inside tmp_path; returns $SWATLIB_DATA."""
-    data = tmp_path / "data"
-    data.mkdir()
-    monkeypatch.setenv("SWATLIB_DATA", str(data))
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.setattr(_files, "SYSTEM_DATA_DIR", tmp_path / "system")
+def isolated(isolated: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """conftest's isolated data directories, WordNet's system directory inside tmp_path too."""
     monkeypatch.setattr(wordnet, "SYSTEM_DIR", tmp_path / "usr-share-wordnet")
-    return data
+    return isolated
 
 
 @pytest.fixture
