@@ -67,6 +67,7 @@ import torch.multiprocessing as mp  # noqa: E402
 from swatlib import machine, parallel  # noqa: E402
 from swatlib.atomic import atomic_write_bytes  # noqa: E402
 from swatlib.data import DatasetNotFoundError  # noqa: E402
+from swatlib.densities import check_size  # noqa: E402
 from swatlib.experiments import runs  # noqa: E402
 from swatlib.experiments.truly_sparse import build_model, make_spec  # noqa: E402
 from swatlib.parallel.messages import HEADER, LENGTH, Message, recv_tensor  # noqa: E402
@@ -138,9 +139,7 @@ def _model_settings(seeds: Sequence[int], **model: Any) -> dict[str, Any]:
     """:func:`benchmark_spec`'s keyword arguments shared by every seed of a run, checked with the seeds."""
     if not seeds:
         raise ValueError("seeds must name at least one seed, e.g. --seeds 0 1 2")
-    epochs = model["epochs"]
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"epochs must be an integer >= 1, got {epochs!r}")
+    check_size(model["epochs"], "epochs")
     return model
 
 
@@ -401,9 +400,8 @@ def _capacity_rank(rank: int, init_method: str, world: int, spec: dict, steps: i
 
 
 def _check_capacity(steps: int, repeats: int) -> None:
-    for name, value in (("capacity steps", steps), ("capacity repeats", repeats)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    check_size(steps, "capacity steps")
+    check_size(repeats, "capacity repeats")
 
 
 def _copies_rate(spec: dict, copies: int, steps: int) -> float:
