@@ -61,21 +61,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.list:
         print(_listing())
         return 0
-    if args.arch not in ARCHITECTURES:
-        return _fail(f"unknown architecture {args.arch!r}; valid: {', '.join(ARCHITECTURES)}")
-    if args.method not in METHODS:
-        return _fail(f"unknown method {args.method!r}; valid: {', '.join(METHODS)}")
     if args.density is None:
         return _fail("--density is required: the kept fraction in (0, 1]")
-    if args.index_format not in INDEX_FORMATS:
-        return _fail(f"unknown index format {args.index_format!r}; "
-                     f"valid: {', '.join(INDEX_FORMATS)}")
     if args.batch_size < 1:
         return _fail(f"--batch-size must be a positive integer, got {args.batch_size}")
     try:
         report = analyse(args.arch, args.method, args.density, index_format=args.index_format,
                          batch_size=args.batch_size, input_shape=args.input_shape)
-    except ValueError as err:
+    except ValueError as err:  # unknown architecture, method or index format, bad density or shape
         return _fail(" ".join(str(err).split()))
     print(json.dumps(report.as_dict(), indent=2) if args.json else report.summary())
     return 0
