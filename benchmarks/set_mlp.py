@@ -65,6 +65,7 @@ import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
 from swatlib import machine  # noqa: E402
+from swatlib.checks import check_choice  # noqa: E402
 from swatlib.models.mlp import MLP, SparseMLP  # noqa: E402
 from swatlib.optim import make_optimizer  # noqa: E402
 from swatlib.sparse import epsilon_to_density, native, state_bytes  # noqa: E402
@@ -143,22 +144,20 @@ def build(variant: str, sizes: Sequence[int], epsilon: float, seed: int, sparsel
     generator = torch.Generator().manual_seed(seed)
     common = dict(activation="all_relu", alpha=ALPHA, dropout=DROPOUT, init="he_uniform")
     evolution = None
-    if variant in ("swatlib", "swatlib_torch", "masked"):
+    if check_choice(variant, VARIANTS, "variant") in ("swatlib", "swatlib_torch", "masked"):
         layer = "masked" if variant == "masked" else "sparse"
         model = SparseMLP(list(sizes), epsilon=epsilon, layer=layer, generator=generator, **common)
         optimizer = make_optimizer("authors", model.parameters(), lr=LR)
         return model, optimizer, SET(evolvable_layers(model), zeta=ZETA, optimizer=optimizer, generator=generator)
     if variant == "dense":
         model = MLP(list(sizes), generator=generator, **common)
-    elif variant == "sparselab":
+    else:  # sparselab
         if sparselab is None:
             raise ValueError("variant 'sparselab' needs the sparselab module")
         model = sparselab_model(sparselab, sizes, epsilon, seed)
         hidden = list(model.linears)[:-1]
         mean_sparsity = 1.0 - sum(l.nnz for l in hidden) / sum(l.in_features * l.out_features for l in hidden)
         evolution = _SparselabSET(sparselab, hidden, mean_sparsity, seed)
-    else:
-        raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
     optimizer = make_optimizer("authors", model.parameters(), lr=LR)
     return model, optimizer, evolution
 

@@ -61,9 +61,10 @@ import torch
 
 from swatlib import machine
 from swatlib.atomic import atomic_write_bytes
+from swatlib.checks import check_size
 from swatlib.costmodel.transformer import model_ledger
 from swatlib.data import DatasetNotFoundError
-from swatlib.densities import check_density, check_size
+from swatlib.densities import check_density
 from swatlib.experiments import toy_bert
 from swatlib.reproduce import PROFILES, load_profile
 

@@ -66,8 +66,8 @@ import torch.multiprocessing as mp  # noqa: E402
 
 from swatlib import machine, parallel  # noqa: E402
 from swatlib.atomic import atomic_write_bytes  # noqa: E402
+from swatlib.checks import check_choice, check_size  # noqa: E402
 from swatlib.data import DatasetNotFoundError  # noqa: E402
-from swatlib.densities import check_size  # noqa: E402
 from swatlib.experiments import runs  # noqa: E402
 from swatlib.experiments.truly_sparse import build_model, make_spec  # noqa: E402
 from swatlib.parallel.messages import HEADER, LENGTH, Message, recv_tensor  # noqa: E402
@@ -123,8 +123,7 @@ def benchmark_spec(seed: int, *, dataset: str = DATASET, epochs: int = EPOCHS, s
     """The Truly Sparse run spec of the benchmark: on Fashion-MNIST the set_mlp.py model, on
     ``madelon-65536`` the paper's settings for Table 4's smallest network; ``sizes``, ``epsilon``
     and ``batch_size`` replace the model's when given."""
-    if dataset not in BENCHMARK_DATASETS:
-        raise ValueError(f"dataset must be one of {', '.join(BENCHMARK_DATASETS)}, got {dataset!r}")
+    check_choice(dataset, BENCHMARK_DATASETS, "dataset")
     own: dict[str, Any] = {"epochs": epochs, "subset": subset}
     if dataset == DATASET:
         own.update(sizes=list(SIZES), epsilon=EPSILON, batch_size=BATCH, alpha=ALPHA, dropout=DROPOUT, lr=LR,

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn import LeakyReLU, ReLU
 
+from swatlib.checks import check_choice
 from swatlib.optim import replace_parameter
 
 __all__ = ["ACTIVATIONS", "AllReLU", "LeakyReLU", "ReLU", "SReLU", "make_activation"]
@@ -187,14 +188,12 @@ def make_activation(
     ValueError
         If ``name`` is unknown or a needed argument is missing or invalid.
     """
-    if name == "relu":
+    if check_choice(name, ACTIVATIONS, "name") == "relu":
         return ReLU()
     if name == "leaky_relu":
         return LeakyReLU(_check_alpha(alpha))
     if name == "all_relu":
         return AllReLU(alpha, layer_index)
-    if name == "srelu":
-        if num_features is None:
-            raise ValueError("num_features is required for name='srelu'")
-        return SReLU(num_features, generator=generator)
-    raise ValueError(f"name must be one of {ACTIVATIONS}, got {name!r}")
+    if num_features is None:
+        raise ValueError("num_features is required for name='srelu'")
+    return SReLU(num_features, generator=generator)

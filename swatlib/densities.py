@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from numbers import Integral, Real
+from numbers import Real
+
+from swatlib.checks import check_choice, check_size
 
 __all__ = [
     "DISTRIBUTIONS",
     "check_density",
-    "check_size",
     "distribute",
     "epsilon_to_density",
     "scaled_densities",
@@ -42,13 +43,6 @@ def check_density(density: float, name: str = "density") -> float:
         raise ValueError(f"{name} must be in (0, 1] (the kept fraction; sparsity = 1 - density), "
                          f"got {density!r}")
     return float(density)
-
-
-def check_size(value: int, name: str) -> int:
-    """Return ``value`` if it is a positive integer, else raise a ValueError naming it."""
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
 
 
 def epsilon_to_density(epsilon: float, n_in: int, n_out: int) -> float:
@@ -153,8 +147,7 @@ def distribute(weight_shapes: Sequence[Sequence[int]], density: float, distribut
     density = check_density(density)
     if distribution == "uniform":
         return [1.0 if first_layer_dense and i == 0 else density for i in range(len(weight_shapes))]
-    if distribution not in DISTRIBUTIONS:
-        raise ValueError(f"unknown distribution {distribution!r}; valid: {', '.join(DISTRIBUTIONS)}")
+    check_choice(distribution, DISTRIBUTIONS, "distribution")
     numels = [math.prod(shape) for shape in weight_shapes]
     fixed = {0: 1.0} if first_layer_dense and weight_shapes else None
     try:

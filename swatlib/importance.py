@@ -40,12 +40,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from swatlib.checks import check_choice
 from swatlib.optim import replace_parameter
 from swatlib.sparse import MaskedLinear, SparseLinear
 
 __all__ = [
     "MODES",
-    "check_mode",
     "check_percentile",
     "hidden_sizes",
     "linear_layers",
@@ -66,13 +66,6 @@ def check_percentile(percentile: float) -> float:
     if isinstance(percentile, bool) or not isinstance(percentile, Real) or not 0.0 <= percentile < 100.0:
         raise ValueError(f"percentile must be a number in [0, 100), got {percentile!r}")
     return float(percentile)
-
-
-def check_mode(mode: str) -> str:
-    """Return ``mode`` if it is one of :data:`MODES`, else raise a ValueError listing them."""
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    return mode
 
 
 @torch.no_grad()
@@ -198,7 +191,7 @@ def prune_and_map(
         server's stale bias gradients — can be remapped from the former.
     """
     check_percentile(percentile)
-    check_mode(mode)
+    check_choice(mode, MODES, "mode")
     linears, activations = _structure(model)
     if len(linears) < 2:
         raise ValueError("model must have at least one hidden layer (two linear layers) to prune")

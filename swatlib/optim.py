@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterable
 
 import torch
 
+from swatlib.checks import check_choice
+
 __all__ = ["OPTIMIZERS", "DecoupledSGD", "make_optimizer", "replace_parameter"]
 
 #: Names accepted by :func:`make_optimizer`.
@@ -115,11 +117,9 @@ def make_optimizer(
     ValueError
         If ``name`` is unknown.
     """
-    if name == "authors":
+    if check_choice(name, OPTIMIZERS, "name") == "authors":
         return DecoupledSGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
-    if name == "torch":
-        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
-    raise ValueError(f"name must be one of {OPTIMIZERS}, got {name!r}")
+    return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
 
 
 @torch.no_grad()

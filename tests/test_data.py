@@ -237,7 +237,7 @@ def test_missing_data_names_the_fix(isolated, name, options, command):
 def test_unknown_name_lists_valid_names():
     with pytest.raises(ValueError, match="fashion-mnist, madelon, cifar10, higgs, leukemia"):
         load("mnist")
-    with pytest.raises(ValueError, match="valid names"):
+    with pytest.raises(ValueError, match="name must be one of .*wordnet, got 'mnist'"):
         ensure("mnist")
 
 

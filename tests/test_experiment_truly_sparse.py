@@ -60,7 +60,7 @@ def test_overrides_apply_and_unknown_settings_are_named():
     assert s["epochs"] == 3 and s["lr"] == 0.05 and s["batch_size"] == 128
     with pytest.raises(ValueError, match="unknown setting.*epoch.*valid settings"):
         ts.settings("fashion-mnist", {"fashion-mnist": {"epoch": 3}})
-    with pytest.raises(ValueError, match="unknown dataset"):
+    with pytest.raises(ValueError, match="dataset must be one of .*, got 'mnist'"):
         ts.settings("mnist")
 
 

@@ -95,7 +95,7 @@ def test_scaled_sizes_shrink_every_width_but_the_classes():
 
 
 @pytest.mark.parametrize("arguments, match", [
-    ({"architecture": "65536-1M-2"}, "unknown architecture '65536-1M-2'; Table 4's are: 65536-0.5M"),
+    ({"architecture": "65536-1M-2"}, "architecture must be one of 65536-0.5M-0.5M-2, .*, got '65536-1M-2'"),
     ({"scale": 0.0}, r"scale must be a number in \(0, 1\]"),
     ({"train_batches": 0}, "train_batches must be None"),
     ({"inference_batches": 1.5}, "inference_batches must be None"),

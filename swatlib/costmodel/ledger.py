@@ -54,6 +54,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from swatlib.checks import check_choice
+
 from .layers import LayerInfo
 from .methods import PHASES, LayerPlan
 
@@ -313,8 +315,7 @@ class MeasuredLedger:
         ValueError
             For an unknown phase, an empty tensor or nnz outside [0, numel].
         """
-        if phase not in PHASES:
-            raise ValueError(f"unknown phase {phase!r}; valid: {', '.join(PHASES)}")
+        check_choice(phase, PHASES, "phase")
         counts = [float(v) for v in (nnz_weight, numel_weight, nnz_act, numel_act,
                                      nnz_out, numel_out)]
         fraction = 1.0
@@ -330,9 +331,8 @@ class MeasuredLedger:
 
     def record_extra(self, kind: str, phase: str, flops: float) -> None:
         """Add extra FLOPs of a kind (see :data:`EXTRA_KINDS`) in a phase."""
-        if kind not in EXTRA_KINDS or phase not in EXTRA_PHASES:
-            raise ValueError(f"kind must be one of {EXTRA_KINDS} and phase one of "
-                             f"{EXTRA_PHASES}, got {kind!r}, {phase!r}")
+        check_choice(kind, EXTRA_KINDS, "kind")
+        check_choice(phase, EXTRA_PHASES, "phase")
         self._extras[(kind, phase)] = self._extras.get((kind, phase), 0.0) + float(flops)
 
     def end_step(self, batch_size: int) -> None:

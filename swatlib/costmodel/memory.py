@@ -42,6 +42,8 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from swatlib.checks import check_choice
+
 from .layers import LayerInfo
 
 __all__ = ["INDEX_FORMATS", "tensor_bytes", "SavedTensor", "MemoryReport", "backward_memory"]
@@ -49,11 +51,6 @@ __all__ = ["INDEX_FORMATS", "tensor_bytes", "SavedTensor", "MemoryReport", "back
 #: Index formats of sparse tensors.
 INDEX_FORMATS = ("none", "bitmap", "csr", "coo")
 
-
-def _check_format(index_format: str) -> None:
-    if index_format not in INDEX_FORMATS:
-        raise ValueError(
-            f"unknown index format {index_format!r}; valid: {', '.join(INDEX_FORMATS)}")
 
 
 def tensor_bytes(numel: int, density: float, rows: int, index_format: str, *,
@@ -78,7 +75,7 @@ def tensor_bytes(numel: int, density: float, rows: int, index_format: str, *,
     int
         Bytes.
     """
-    _check_format(index_format)
+    check_choice(index_format, INDEX_FORMATS, "index_format")
     if density >= 1.0:
         return numel * value_bytes
     nnz = math.ceil(density * numel)
@@ -171,7 +168,7 @@ def backward_memory(table: list[LayerInfo], *, batch_size: int,
     -------
     MemoryReport
     """
-    _check_format(index_format)
+    check_choice(index_format, INDEX_FORMATS, "index_format")
     weight_density = weight_density or {}
     activation_density = activation_density or {}
     saved: list[SavedTensor] = []

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from swatlib.checks import check_choice
 from swatlib.densities import DISTRIBUTIONS, check_density, distribute
 
 from .layers import LayerInfo, compute_layers
@@ -130,10 +131,7 @@ def get_method(name: str) -> MethodSpec:
     ValueError
         For an unknown name; the message lists the valid names.
     """
-    try:
-        return METHODS[name]
-    except KeyError:
-        raise ValueError(f"unknown method {name!r}; valid: {', '.join(METHODS)}") from None
+    return METHODS[check_choice(name, METHODS, "method")]
 
 
 @dataclass(frozen=True)

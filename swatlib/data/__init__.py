@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from swatlib.checks import check_choice
 from swatlib.data._files import cache_dir, data_dirs
 from swatlib.data.cifar10 import download_cifar10, load_cifar10
 from swatlib.data.dataset import Dataset, Subset, standardise
@@ -70,9 +71,7 @@ def load(name: str, *, subset: Subset = None, **options: Any) -> Dataset:
     DatasetNotFoundError
         If the dataset's files are missing.
     """
-    if name not in LOADERS:
-        raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(DATASETS)}")
-    return LOADERS[name](subset=subset, **options)
+    return LOADERS[check_choice(name, LOADERS, "name")](subset=subset, **options)
 
 
 __all__ = [

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
+from swatlib.checks import check_choice
 from swatlib.data import _files, cifar10, fashion_mnist, higgs, leukemia, madelon, madelon65536, wordnet
 from swatlib.data.errors import CorruptDataError, DatasetNotFoundError
 
@@ -109,8 +110,7 @@ def ensure(
     """
     if name in CORPORA:
         return _ensure_corpus(name, CORPORA[name], use_apt, run, log)
-    if name not in _MODULES:
-        raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join([*_MODULES, *CORPORA])}")
+    check_choice(name, [*_MODULES, *CORPORA], "name")
     if name == madelon65536.DATASET:
         features, _ = madelon65536.ensure_madelon65536(log=log)
         log(f"{name}: {features}")

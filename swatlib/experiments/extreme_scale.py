@@ -42,6 +42,7 @@ import torch
 import torch.nn.functional as F
 
 from swatlib import machine
+from swatlib.checks import check_choice
 from swatlib.experiments import runs
 from swatlib.experiments.truly_sparse_reported import PAPER_SETTINGS
 from swatlib.models.mlp import SparseMLP
@@ -190,8 +191,7 @@ def scaled_sizes(architecture: str, scale: float = 1.0) -> tuple[int, ...]:
     ValueError
         For an unknown architecture (the message lists them) or a scale outside (0, 1].
     """
-    if architecture not in ARCHITECTURES:
-        raise ValueError(f"unknown architecture {architecture!r}; Table 4's are: {', '.join(ARCHITECTURES)}")
+    check_choice(architecture, ARCHITECTURES, "architecture")
     if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 < scale <= 1:
         raise ValueError(f"scale must be a number in (0, 1], got {scale!r}")
     sizes = ARCHITECTURES[architecture][0]

@@ -20,6 +20,7 @@ from typing import Any
 
 import pandas as pd
 
+from swatlib.checks import check_choice
 from swatlib.experiments import runs
 from swatlib.experiments import truly_sparse as ts
 from swatlib.experiments.runs import ABSENT
@@ -72,8 +73,7 @@ def make_spec(dataset: str, importance_pruning: bool, *, seed: int, profile: str
     ValueError
         On an unknown runner, option, or a simulator run that is not ordered WASAP-SGD.
     """
-    if runner not in RUNNERS:
-        raise ValueError(f"runner must be one of {', '.join(RUNNERS)}, got {runner!r}")
+    check_choice(runner, RUNNERS, "runner")
     parsed = Options(**options)
     if runner == "simulator" and (parsed.algorithm != "wasap" or parsed.schedule != "ordered"):
         raise ValueError("the simulator runs WASAP-SGD's ordered schedule only (algorithm='wasap', "

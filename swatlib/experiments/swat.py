@@ -55,6 +55,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from swatlib.checks import check_choice
 from swatlib.costmodel import (MeasuredLedger, MethodOptions, TopKCost, backward_memory,
                                layer_table, nominal_ledger, plan)
 from swatlib.experiments import runs
@@ -153,14 +154,11 @@ def make_spec(method: str, density: float = 1.0, *, mode: str = "swat", period: 
         For an unknown method / mode / model / schedule, or a bad density or period.
     """
     chosen = get_method(method)
-    if mode not in MODES:
-        raise ValueError(f"unknown mode {mode!r}; valid: {', '.join(MODES)}")
+    check_choice(mode, MODES, "mode")
     if mode != "swat" and not chosen.sensitivity_modes:
         raise ValueError(f"mode {mode!r} is a SWAT-U sensitivity variant; method was {method!r}")
-    if dataset not in DATASETS:
-        raise ValueError(f"unknown dataset {dataset!r}; valid: {', '.join(DATASETS)}")
-    if schedule not in ("cosine", "constant"):
-        raise ValueError(f"schedule must be 'cosine' or 'constant', got {schedule!r}")
+    check_choice(dataset, DATASETS, "dataset")
+    check_choice(schedule, ("cosine", "constant"), "schedule")
     density = float(density)
     if not 0.0 < density <= 1.0:
         raise ValueError(f"density must be in (0, 1] (the kept fraction), got {density}")
@@ -441,9 +439,7 @@ def memory_network(network: str, density: float = 1.0, *, width: int | None = No
     ``"conv12"`` are :func:`conv_stack` of 4 and 12 convs. ``width`` defaults to the network's
     (32 and 64). Picklable with ``functools.partial``, for :func:`swatlib.swat.step_peak`.
     """
-    if network not in MEMORY_NETWORKS:
-        raise ValueError(f"network must be one of {tuple(MEMORY_NETWORKS)}, got {network!r}")
-    depth, default_width = MEMORY_NETWORKS[network]
+    depth, default_width = MEMORY_NETWORKS[check_choice(network, MEMORY_NETWORKS, "network")]
     width = default_width if width is None else width
     if depth is not None:
         return conv_stack(depth, width=width, density=density, seed=seed)

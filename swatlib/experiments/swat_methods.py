@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from swatlib.checks import check_choice
 from swatlib.experiments.swat_settings import FIRST_LAYER_DENSE, RIGL_ALPHA, RIGL_END, SET_ZETA
 from swatlib.swat import masked_rigl, masked_set, meprop, redistributable_layers, swatify
 from swatlib.topology import SWATM, TopologyAlgorithm
@@ -157,6 +158,4 @@ def get_method(name: str) -> Method:
     ValueError
         For an unknown name (the message lists the valid ones).
     """
-    if name not in REGISTRY:
-        raise ValueError(f"unknown method {name!r}; valid: {', '.join(REGISTRY)}")
-    return REGISTRY[name]
+    return REGISTRY[check_choice(name, REGISTRY, "method")]

@@ -50,6 +50,7 @@ from typing import Any
 import torch
 
 from swatlib.cache import ResultsCache
+from swatlib.checks import check_choice
 from swatlib.costmodel.transformer import (model_densities, model_shape, model_topk, rigl_growth_flops,
                                            transformer_ledger)
 from swatlib.data import wordnet
@@ -276,8 +277,7 @@ def build_specs(*, profile: str, seeds: Sequence[int], variants: Sequence[dict[s
         ``initial_density`` is missing or above its ``density``.
     """
     for variant in [*variants, *timing_variants]:
-        if variant.get("method") not in METHODS:
-            raise ValueError(f"variants: method must be one of {METHODS}, got {variant.get('method')!r}")
+        check_choice(variant.get("method"), METHODS, "variants: method")
         check_density(variant.get("density"), "variants: density")
         if variant["method"] == "rigl-densify" and not (
                 0 < variant.get("initial_density", 0) <= variant["density"]):

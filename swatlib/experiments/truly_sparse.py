@@ -36,6 +36,7 @@ from typing import Any
 
 import torch
 
+from swatlib.checks import check_choice
 from swatlib.experiments import runs
 from swatlib.experiments.runs import ABSENT
 from swatlib.experiments.truly_sparse_profiles import PROFILE_OVERRIDES
@@ -103,12 +104,9 @@ def settings(dataset: str, overrides: str | dict[str, dict[str, Any]] | None = N
     ValueError
         For an unknown dataset, overrides name or setting (the message lists the valid ones).
     """
-    if dataset not in PAPER_SETTINGS:
-        raise ValueError(f"unknown dataset {dataset!r}; valid datasets: {', '.join(PAPER_SETTINGS)}")
+    check_choice(dataset, PAPER_SETTINGS, "dataset")
     if isinstance(overrides, str):
-        if overrides not in PROFILE_OVERRIDES:
-            raise ValueError(f"unknown overrides {overrides!r}; valid names: {', '.join(PROFILE_OVERRIDES)}")
-        overrides = PROFILE_OVERRIDES[overrides]
+        overrides = PROFILE_OVERRIDES[check_choice(overrides, PROFILE_OVERRIDES, "overrides")]
     own = dict((overrides or {}).get(dataset) or {})
     unknown = sorted(set(own) - set(OVERRIDABLE))
     if unknown:
@@ -159,10 +157,8 @@ def make_spec(
     ValueError
         On an unknown model, activation or setting, or pruning asked of a dense model.
     """
-    if model not in ("set", "dense"):
-        raise ValueError(f"model must be 'set' or 'dense', got {model!r}")
-    if activation not in ("relu", "all_relu", "leaky_relu"):
-        raise ValueError(f"activation must be 'relu', 'all_relu' or 'leaky_relu', got {activation!r}")
+    check_choice(model, ("set", "dense"), "model")
+    check_choice(activation, ("relu", "all_relu", "leaky_relu"), "activation")
     if model == "dense" and importance_pruning:
         raise ValueError("Importance Pruning applies to SET-MLPs only")
     s = settings(dataset, overrides)

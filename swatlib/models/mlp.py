@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from swatlib.activations import AllReLU, make_activation
+from swatlib.checks import check_choice
 from swatlib.dropout import inverted_dropout, relu_dropout
 from swatlib.sparse import MaskedLinear, SparseLinear
 from swatlib.sparse.init import INITS, draw_values
@@ -111,8 +112,7 @@ class SparseMLP(_Perceptron):
     def __init__(self, sizes: Sequence[int], *, epsilon: float, activation: str = "all_relu",
                  alpha: float = 0.6, dropout: float = 0.3, init: str = "he_uniform",
                  layer: str = "sparse", generator: torch.Generator | None = None) -> None:
-        if layer not in LAYERS:
-            raise ValueError(f"layer must be one of {', '.join(LAYERS)}, got {layer!r}")
+        check_choice(layer, LAYERS, "layer")
         sizes = _check_sizes(sizes)
         super().__init__(sizes, activation, alpha, dropout, generator)
         self.linears = nn.ModuleList(
@@ -128,8 +128,7 @@ class MLP(_Perceptron):
                  dropout: float = 0.3, init: str = "he_uniform",
                  generator: torch.Generator | None = None) -> None:
         sizes = _check_sizes(sizes)
-        if init not in INITS:
-            raise ValueError(f"init must be one of {', '.join(INITS)}, got {init!r}")
+        check_choice(init, INITS, "init")
         super().__init__(sizes, activation, alpha, dropout, generator)
         self.linears = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
         with torch.no_grad():

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from swatlib.checks import check_choice
+
 from .densenet import densenet121
 from .resnet import resnet18, resnet50
 from .vgg import vgg16
@@ -72,11 +74,7 @@ def get_arch(name: str) -> ArchSpec:
     ValueError
         For an unknown name; the message lists the valid names.
     """
-    try:
-        return ARCHITECTURES[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown architecture {name!r}; valid: {', '.join(ARCHITECTURES)}") from None
+    return ARCHITECTURES[check_choice(name, ARCHITECTURES, "architecture")]
 
 
 def build_model(name: str, *, num_classes: int | None = None,

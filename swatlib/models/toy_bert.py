@@ -28,7 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from swatlib.densities import check_density, check_size
+from swatlib.checks import check_choice, check_size
+from swatlib.densities import check_density
 from swatlib.sparse import MaskedWeight, SparseLinear, random_mask
 
 __all__ = ["ENCODER_LINEARS", "Attention", "EncoderBlock", "MaskedLM", "ToyBERT", "mask_tokens", "sparsify"]
@@ -168,8 +169,7 @@ class ToyBERT(nn.Module):
             ``"all"`` (every encoder linear), ``"ffn"`` (``fc1``, ``fc2``) or ``"attention"``.
         """
         names = {"all": ENCODER_LINEARS, "ffn": FFN_LINEARS, "attention": ATTENTION_LINEARS}
-        if which not in names:
-            raise ValueError(f"which must be one of {tuple(names)}, got {which!r}")
+        check_choice(which, names, "which")
         return {f"blocks.{i}.{name}": block.get_submodule(name)
                 for i, block in enumerate(self.blocks) for name in names[which]}
 
@@ -205,8 +205,7 @@ def sparsify(model: ToyBERT, densities: Mapping[str, float], *, kind: str = "spa
     ValueError
         For an unknown kind or layer name, or a density outside (0, 1].
     """
-    if kind not in ("sparse", "masked", "swat"):
-        raise ValueError(f"kind must be 'sparse', 'masked' or 'swat', got {kind!r}")
+    check_choice(kind, ("sparse", "masked", "swat"), "kind")
     linears = model.encoder_linears()
     unknown = sorted(set(densities) - set(linears))
     if unknown:

@@ -26,6 +26,7 @@ import sys
 
 import torch
 
+from swatlib.checks import check_choice
 from swatlib.data import DatasetNotFoundError
 from swatlib.experiments import runs
 from swatlib.experiments.truly_sparse import make_spec
@@ -61,8 +62,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _spec(args: argparse.Namespace) -> dict:
-    if args.dataset not in PAPER_SETTINGS:
-        raise ValueError(f"unknown dataset {args.dataset!r}; valid datasets: {', '.join(PAPER_SETTINGS)}")
+    check_choice(args.dataset, PAPER_SETTINGS, "dataset")
     own = {}
     if args.subset is not None:
         own["subset"] = args.subset

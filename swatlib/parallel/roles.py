@@ -43,6 +43,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from swatlib.checks import check_choice
 from swatlib.experiments.truly_sparse import build_model
 from swatlib.optim import make_optimizer
 from swatlib.sparse.erdos_renyi import flat_keys
@@ -523,8 +524,7 @@ def average_replicas(states: Sequence[dict[str, Any]], rule: str = "mean",
     ValueError
         On an unknown rule, no replicas, or replicas whose layer shapes differ.
     """
-    if rule not in AVERAGING:
-        raise ValueError(f"rule must be one of {AVERAGING}, got {rule!r}")
+    check_choice(rule, AVERAGING, "rule")
     if not states:
         raise ValueError("states must hold at least one replica")
     first = states[0]

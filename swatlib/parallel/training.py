@@ -58,6 +58,7 @@ import torch.multiprocessing as mp
 
 from swatlib import machine
 from swatlib.atomic import atomic_write_bytes
+from swatlib.checks import check_choice
 from swatlib.experiments import runs
 from swatlib.parallel import messages
 from swatlib.parallel.messages import (BASED_ON, LENGTH, STOP, TAG_GRADIENT, TAG_REPLICA, TAG_REPLY,
@@ -133,8 +134,7 @@ class Options:
     def __post_init__(self) -> None:
         for name, valid in (("algorithm", ALGORITHMS), ("schedule", SCHEDULES), ("retain", RETAIN),
                             ("averaging", AVERAGING), ("phase2", PHASE2)):
-            if getattr(self, name) not in valid:
-                raise ValueError(f"{name} must be one of {', '.join(valid)}, got {getattr(self, name)!r}")
+            check_choice(getattr(self, name), valid, name)
         for name, low in (("workers", 1), ("overwrite_every", 1), ("warmup_epochs", 0), ("threads", 1),
                           ("chunk", messages.HEADER)):
             value = getattr(self, name)

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import torch
 
-from swatlib.densities import check_density, check_size, epsilon_to_density
+from swatlib.checks import check_size
+from swatlib.densities import check_density, epsilon_to_density
 from swatlib.sparse import native
 
 __all__ = [

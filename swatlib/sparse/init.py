@@ -25,7 +25,7 @@ import math
 
 import torch
 
-from swatlib.densities import check_size
+from swatlib.checks import check_choice, check_size
 from swatlib.sparse.erdos_renyi import connection_count, random_connections, resolve_density
 
 __all__ = ["INITS", "draw_values", "initial_connections"]
@@ -69,8 +69,7 @@ def draw_values(
     ValueError
         If ``init`` is unknown.
     """
-    if init not in INITS:
-        raise ValueError(f"init must be one of {INITS}, got {init!r}")
+    check_choice(init, INITS, "init")
     dtype = dtype or torch.get_default_dtype()
     if init == "normal":
         values = torch.randn(count, generator=generator, dtype=torch.float64) * _NORMAL_STD
@@ -120,8 +119,7 @@ def initial_connections(
     check_size(n_in, "in_features")
     check_size(n_out, "out_features")
     density = resolve_density(density, epsilon, n_in, n_out)
-    if init not in INITS:
-        raise ValueError(f"init must be one of {INITS}, got {init!r}")
+    check_choice(init, INITS, "init")
     count = connection_count(density, n_in, n_out)
     rows, cols = random_connections(n_out, n_in, count, generator)
     return rows, cols, draw_values(init, n_in, n_out, count, generator, dtype)

@@ -37,7 +37,8 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch import nn
 
-from swatlib.densities import check_size, epsilon_to_density
+from swatlib.checks import check_size
+from swatlib.densities import epsilon_to_density
 from swatlib.sparse.erdos_renyi import connection_count
 
 __all__ = [

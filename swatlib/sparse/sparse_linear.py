@@ -42,6 +42,7 @@ import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
+from swatlib.checks import check_choice
 from swatlib.optim import replace_parameter
 from swatlib.sparse import native
 from swatlib.sparse.erdos_renyi import connection_count, flat_keys
@@ -284,8 +285,7 @@ class SparseLinear(nn.Module):
         init: str,
         bias: torch.Tensor | None,
     ) -> None:
-        if init not in INITS:
-            raise ValueError(f"init must be one of {INITS}, got {init!r}")
+        check_choice(init, INITS, "init")
         self.in_features = in_features
         self.out_features = out_features
         self.init = init

@@ -32,10 +32,11 @@ from dataclasses import dataclass
 
 import torch
 
+from swatlib.checks import check_choice
 from swatlib.topk import CHUNK, check_chunk
 
 __all__ = ["INDEX_FORMATS", "ROLES", "ROLE_ATTRIBUTE", "CompressedTensor", "compress",
-           "pack_bits", "pack_where", "unpack_bits", "masked_multiply", "check_index_format"]
+           "pack_bits", "pack_where", "unpack_bits", "masked_multiply"]
 
 #: Index formats of a :class:`CompressedTensor`.
 INDEX_FORMATS = ("bitmap", "indices")
@@ -45,13 +46,6 @@ ROLES = ("activation", "weight")
 ROLE_ATTRIBUTE = "_swat_role"
 
 _BIT_WEIGHTS = torch.tensor([1, 2, 4, 8, 16, 32, 64, 128], dtype=torch.uint8)
-
-
-def check_index_format(index_format: str) -> str:
-    """Return ``index_format`` if it is one of :data:`INDEX_FORMATS`; else a ValueError naming it."""
-    if index_format not in INDEX_FORMATS:
-        raise ValueError(f"index_format must be one of {INDEX_FORMATS}, got {index_format!r}")
-    return index_format
 
 
 def _pack_chunk(mask: torch.Tensor, out: torch.Tensor) -> None:
@@ -312,9 +306,8 @@ def compress(x: torch.Tensor, keep: torch.Tensor, index_format: str = "bitmap", 
     ValueError
         For an unknown ``index_format`` or ``role``, or shapes that differ.
     """
-    check_index_format(index_format)
-    if role not in ROLES:
-        raise ValueError(f"role must be one of {ROLES}, got {role!r}")
+    check_choice(index_format, INDEX_FORMATS, "index_format")
+    check_choice(role, ROLES, "role")
     threshold = keep.dim() == 0 and keep.dtype != torch.bool
     if not threshold and keep.shape != x.shape:
         raise ValueError(f"mask shape {tuple(keep.shape)} differs from x shape {tuple(x.shape)}")

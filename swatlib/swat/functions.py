@@ -58,10 +58,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from swatlib.checks import check_choice
 from swatlib.costmodel.ledger import MeasuredLedger, active_ledger
 from swatlib.topk import CHUNK
 
-from .compressed import CompressedTensor, check_index_format, compress
+from .compressed import INDEX_FORMATS, CompressedTensor, compress
 
 __all__ = ["Op", "LinearOp", "Conv2dOp", "Selection", "SWATFunction", "swat_op"]
 
@@ -290,7 +291,7 @@ class Selection:
     name: str = "swat"
 
     def __post_init__(self) -> None:
-        check_index_format(self.index_format)
+        check_choice(self.index_format, INDEX_FORMATS, "index_format")
 
 
 def _masked(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:

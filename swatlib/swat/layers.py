@@ -39,24 +39,19 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.utils import _pair
 
-from .compressed import check_index_format
+from swatlib.checks import check_choice
+
+from .compressed import INDEX_FORMATS
 from .functions import Conv2dOp, LinearOp, Op, Selection, swat_op
 from .topk_state import TopK
 
-__all__ = ["MODES", "SWATLayer", "SWATLinear", "SWATConv2d", "check_mode", "name_swat_layers"]
+__all__ = ["MODES", "SWATLayer", "SWATLinear", "SWATConv2d", "name_swat_layers"]
 
 #: Accepted values of ``mode``.
 MODES = ("swat", "fwd-weights", "fwd-activations", "bwd-weights-activations", "bwd-output-grad")
 
 _WEIGHT_MODES = ("swat", "fwd-weights", "bwd-weights-activations")
 _ACT_MODES = ("swat", "fwd-activations", "bwd-weights-activations")
-
-
-def check_mode(mode: str) -> str:
-    """Return ``mode`` if it is one of :data:`MODES`, else raise a ValueError naming it."""
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    return mode
 
 
 class SWATLayer(nn.Module):
@@ -83,8 +78,8 @@ class SWATLayer(nn.Module):
 
     def _init_swat(self, density: float, period: int, mode: str, structured: str | None,
                    index_format: str) -> None:
-        self.mode = check_mode(mode)
-        self.index_format = check_index_format(index_format)
+        self.mode = check_choice(mode, MODES, "mode")
+        self.index_format = check_choice(index_format, INDEX_FORMATS, "index_format")
         self.ledger_name = type(self).__name__
         self.weight_topk = (TopK(density, period, structured=structured)
                             if mode in _WEIGHT_MODES else None)

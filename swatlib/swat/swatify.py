@@ -35,10 +35,11 @@ import math
 from torch import nn
 from torch.nn.modules.utils import _pair
 
+from swatlib.checks import check_choice
 from swatlib.densities import check_density, distribute
 
-from .compressed import check_index_format
-from .layers import SWATConv2d, SWATLayer, SWATLinear, check_mode, name_swat_layers
+from .compressed import INDEX_FORMATS
+from .layers import MODES, SWATConv2d, SWATLayer, SWATLinear, name_swat_layers
 from .pool import MAX_WINDOW, MaskMaxPool2d
 from .relu import MaskReLU
 from .topk_state import check_period, check_structured
@@ -47,12 +48,6 @@ __all__ = ["SWAT_METHODS", "redistributable_layers", "swat_densities", "swat_lay
 
 #: Accepted values of ``method``.
 SWAT_METHODS = ("u", "erk", "m")
-
-
-def _check_method(method: str) -> str:
-    if method not in SWAT_METHODS:
-        raise ValueError(f"method must be one of {SWAT_METHODS}, got {method!r}")
-    return method
 
 
 def swat_densities(weight_shapes: list[tuple[int, ...]], method: str, density: float, *,
@@ -79,7 +74,7 @@ def swat_densities(weight_shapes: list[tuple[int, ...]], method: str, density: f
     ValueError
         For a bad method or density, or an ERK budget too small to hold the first layer dense.
     """
-    _check_method(method)
+    check_choice(method, SWAT_METHODS, "method")
     return distribute(weight_shapes, density, "erk" if method == "erk" else "uniform",
                       first_layer_dense=first_layer_dense)
 
@@ -151,12 +146,12 @@ def swatify(model: nn.Module, *, method: str = "u", density: float,
     ValueError
         For a bad argument (the message names it) or a model without linear / conv layers.
     """
-    _check_method(method)
+    check_choice(method, SWAT_METHODS, "method")
     check_density(density)
     check_period(period)
     check_structured(structured)
-    check_mode(mode)
-    check_index_format(index_format)
+    check_choice(mode, MODES, "mode")
+    check_choice(index_format, INDEX_FORMATS, "index_format")
     targets = [(name, module) for name, module in model.named_modules()
                if type(module) in (nn.Linear, nn.Conv2d)]
     if not targets:

@@ -33,6 +33,7 @@ import math
 import torch
 from torch import nn
 
+from swatlib.checks import check_choice
 from swatlib.costmodel.ledger import EXTRA_PHASES, record_extra
 from swatlib.costmodel.methods import TopKCost
 from swatlib.topk import check_density, magnitude_mask, topk_threshold
@@ -53,9 +54,7 @@ def check_period(period: int) -> int:
 
 def check_structured(structured: str | None) -> str | None:
     """Return ``structured`` if it is None or one of :data:`STRUCTURES`, else raise a ValueError."""
-    if structured is not None and structured not in STRUCTURES:
-        raise ValueError(f"structured must be None or one of {STRUCTURES}, got {structured!r}")
-    return structured
+    return None if structured is None else check_choice(structured, STRUCTURES, "structured")
 
 
 class TopK(nn.Module):
@@ -86,8 +85,7 @@ class TopK(nn.Module):
     def __init__(self, density: float = 1.0, period: int = 1, *, structured: str | None = None,
                  phase: str = "forward") -> None:
         super().__init__()
-        if phase not in EXTRA_PHASES:
-            raise ValueError(f"phase must be one of {EXTRA_PHASES}, got {phase!r}")
+        check_choice(phase, EXTRA_PHASES, "phase")
         self.period = check_period(period)
         self.structured = check_structured(structured)
         self.phase = phase

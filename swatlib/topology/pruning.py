@@ -29,7 +29,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from swatlib.importance import check_mode, check_percentile, linear_layers, prune_and_map
+from swatlib.checks import check_choice
+from swatlib.importance import MODES, check_percentile, linear_layers, prune_and_map
 from swatlib.topology.base import ConnectionMap, TopologyAlgorithm
 
 __all__ = ["SCHEDULES", "TIMINGS", "ImportancePruning", "pruning_epochs"]
@@ -50,8 +51,7 @@ def _is_due(t: int, start_epoch: int, every: int, timing: str, epochs: int | Non
 
 def pruning_epochs(start_epoch: int, every: int, epochs: int, timing: str = "paper") -> list[int]:
     """The epochs (1-based) after which pruning happens in a run of ``epochs`` epochs (module docstring)."""
-    if timing not in TIMINGS:
-        raise ValueError(f"timing must be one of {TIMINGS}, got {timing!r}")
+    check_choice(timing, TIMINGS, "timing")
     return [t for t in range(1, epochs + 1) if _is_due(t, start_epoch, every, timing, epochs)]
 
 
@@ -101,14 +101,13 @@ class ImportancePruning(TopologyAlgorithm):
             raise ValueError(f"start_epoch must be an integer >= 0, got {start_epoch!r}")
         if isinstance(every, bool) or not isinstance(every, Integral) or every < 1:
             raise ValueError(f"every must be an integer >= 1, got {every!r}")
-        if timing not in TIMINGS:
-            raise ValueError(f"timing must be one of {TIMINGS}, got {timing!r}")
+        check_choice(timing, TIMINGS, "timing")
         super().__init__(linear_layers(model), optimizer=optimizer)
         self.model = model
         self.removed: list[int] = []
         self.dropped: list[torch.Tensor] = []
         self.start_epoch, self.every, self.percentile = int(start_epoch), int(every), check_percentile(percentile)
-        self.mode, self.timing, self.epochs = check_mode(mode), timing, epochs
+        self.mode, self.timing, self.epochs = check_choice(mode, MODES, "mode"), timing, epochs
 
     @classmethod
     def from_schedule(cls, model: nn.Module, schedule: str, *, start_epoch: int = 200,
@@ -120,9 +119,8 @@ class ImportancePruning(TopologyAlgorithm):
         ValueError
             If ``schedule`` is unknown.
         """
-        if schedule not in SCHEDULES:
-            raise ValueError(f"schedule must be one of {tuple(SCHEDULES)}, got {schedule!r}")
-        return cls(model, start_epoch=start_epoch, **SCHEDULES[schedule], **options)
+        return cls(model, start_epoch=start_epoch, **SCHEDULES[check_choice(schedule, SCHEDULES, "schedule")],
+                   **options)
 
     def due(self, t: int) -> bool:
         """Whether pruning happens at the end of epoch ``t`` (1-based)."""

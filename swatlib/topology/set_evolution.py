@@ -29,6 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from swatlib.checks import check_choice
 from swatlib.sparse import MaskedLinear, SparseLinear
 from swatlib.sparse.erdos_renyi import flat_keys, sample_free_positions
 from swatlib.sparse.init import draw_values
@@ -109,8 +110,7 @@ class SET(TopologyAlgorithm):
     ) -> None:
         if isinstance(zeta, bool) or not isinstance(zeta, Real) or not 0.0 <= zeta <= 1.0:
             raise ValueError(f"zeta must be a number in [0, 1], got {zeta!r}")
-        if regrow_init not in REGROW_INITS:
-            raise ValueError(f"regrow_init must be one of {REGROW_INITS}, got {regrow_init!r}")
+        check_choice(regrow_init, REGROW_INITS, "regrow_init")
         super().__init__(check_connection_layers(layers), optimizer=optimizer, generator=generator)
         self.zeta = float(zeta)
         self.regrow_init = regrow_init

@@ -1,0 +1,41 @@
+"""The shared argument checks: one wording for a bad name or size everywhere in the package."""
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from swatlib.checks import check_choice, check_size
+
+NAMES = ("uniform", "erk", "er")
+
+
+@given(st.sampled_from(NAMES))
+def test_a_valid_choice_is_returned_unchanged(name):
+    assert check_choice(name, NAMES, "distribution") is name
+
+
+@given(st.text().filter(lambda s: s not in NAMES))
+def test_an_invalid_choice_names_the_argument_and_lists_the_choices(name):
+    with pytest.raises(ValueError) as raised:
+        check_choice(name, NAMES, "distribution")
+    assert str(raised.value) == f"distribution must be one of uniform, erk, er, got {name!r}"
+
+
+def test_a_registry_lists_its_keys_and_an_unhashable_value_is_refused_the_same_way():
+    registry = {"paper": 1, "authors": 2}
+    assert check_choice("authors", registry, "schedule") == "authors"
+    for bad in (["paper"], {"paper": 1}, None, 1):
+        with pytest.raises(ValueError, match="schedule must be one of paper, authors, got "):
+            check_choice(bad, registry, "schedule")
+
+
+@pytest.mark.parametrize("bad", [0, -3, 1.5, "2", True, None])
+def test_check_size_refuses_anything_but_a_positive_integer(bad):
+    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+        check_size(bad, "batch_size")
+
+
+def test_check_size_returns_a_plain_int():
+    value = check_size(np.int64(7), "n_in")
+    assert value == 7 and type(value) is int
