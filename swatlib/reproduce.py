@@ -31,7 +31,8 @@ Executed notebooks go to ``build/executed/<profile>/``; a failed notebook's copy
 and the run exits non-zero. ``--prepare-only`` writes the parameterised, unexecuted copies to
 ``build/prepared/<profile>/`` instead (``make test`` runs those under nbval). A notebook is not
 executed again when nothing it depends on changed (same notebook, parameters including ``-p``,
-library source and pinned environment, outputs still present). ``--force`` re-executes every
+library source and pinned environment, outputs still the bytes it wrote: ``quick`` and ``paper``
+share ``figures/``). ``--force`` re-executes every
 notebook and recomputes cached training results.
 
 Ctrl-C stops the run. jupyter_client starts every kernel in a session of its own, so the
@@ -287,14 +288,22 @@ def fingerprint(path: Path, parameters: dict[str, Any], command_line: dict[str, 
     return digest.hexdigest()
 
 
+def _digests(directory: Path, names: list[str]) -> dict[str, str]:
+    """SHA-256 of each named file in ``directory`` (a missing file: None)."""
+    return {name: hashlib.sha256((directory / name).read_bytes()).hexdigest()
+            if (directory / name).is_file() else None for name in names}
+
+
 def _up_to_date(stamp: Path, out_path: Path, fig_dir: Path, print_: str) -> bool:
-    """True if the last successful run had the same fingerprint and its outputs are all there."""
+    """True if the last successful run had the same fingerprint and its outputs are still the bytes it
+    wrote: quick and paper share ``figures/``, and a checkout or the other profile's run replaces them."""
     try:
         done = json.loads(stamp.read_text())
     except (OSError, ValueError):
         return False
-    return (done.get("fingerprint") == print_ and out_path.exists()
-            and all((fig_dir / name).exists() for name in done.get("files", [])))
+    files = done.get("files")
+    return (done.get("fingerprint") == print_ and out_path.exists() and isinstance(files, dict)
+            and _digests(fig_dir, sorted(files)) == files)
 
 
 class Kernel:
@@ -422,7 +431,8 @@ def run_notebook(stem: str, path: Path, parameters: dict[str, Any], profile: str
     """Execute one notebook with papermill; failures and Ctrl-C are caught and reported, not raised.
 
     A notebook whose :func:`fingerprint` equals that of its last successful run, and whose
-    executed copy and output files all still exist, is not executed again (unless ``force``).
+    executed copy still exists and whose output files are still the bytes that run wrote, is not
+    executed again (unless ``force``).
     papermill runs in a worker thread so that the main thread can pass Ctrl-C on to the kernel
     (:class:`CtrlC`, :func:`_stop`); the outcome is then ``interrupted`` and no up-to-date stamp is
     written. Call it from the main thread.
@@ -472,7 +482,7 @@ def run_notebook(stem: str, path: Path, parameters: dict[str, Any], profile: str
     after = _figure_stamps(fig_dir)
     written = sorted(n for n, t in after.items() if before.get(n) != t)
     if status == "ok":
-        atomic_write_bytes(stamp, json.dumps({"fingerprint": current, "files": written}).encode())
+        atomic_write_bytes(stamp, json.dumps({"fingerprint": current, "files": _digests(fig_dir, written)}).encode())
     elif out_path.exists():
         kept = "up to the interrupt" if status == INTERRUPTED else "with the traceback"
         print(f"    executed copy {kept}: {out_path.relative_to(PROJECT_ROOT)}", flush=True)

@@ -223,6 +223,25 @@ def test_command_line_parameter_is_part_of_the_fingerprint_and_jobs_is_not(proje
 
 
 @pytest.mark.slow
+def test_a_notebook_whose_outputs_were_replaced_runs_again(own_swatlib, capsys):
+    """quick and paper write the same figures/: the other profile's run (or a checkout) must not leave
+    this one believing its outputs are there."""
+    _add_notebook(own_swatlib, "04_env", (
+        "import pandas as pd\nfrom swatlib import plotting\n"
+        "plotting.setup(figures_dir=figures_dir, profile=profile)\n"
+        "plotting.save_table(pd.DataFrame({'n': [n]}), '04_env')\nprint('ran', n)"
+    ))
+    run = ["--profile", "smoke", "--only", "04_env"]
+    assert reproduce.main(run) == 0 and "ran 3" in capsys.readouterr().out
+    assert reproduce.main(run) == 0 and "unchanged, not re-run" in capsys.readouterr().out
+    table = own_swatlib / "build" / "smoke" / "figures" / "04_env.csv"
+    written = table.read_bytes()
+    table.write_bytes(written.replace(b"smoke", b"paper"))
+    assert reproduce.main(run) == 0 and "ran 3" in capsys.readouterr().out
+    assert table.read_bytes() == written
+
+
+@pytest.mark.slow
 def test_jobs_and_command_line_parameters_reach_the_kernel_and_the_provenance(own_swatlib, capsys):
     assert reproduce.CLI_PARAMETERS_ENV == plotting.CLI_PARAMETERS_ENV
     _add_notebook(own_swatlib, "04_env", (
