@@ -288,7 +288,7 @@ def fingerprint(path: Path, parameters: dict[str, Any], command_line: dict[str, 
     return digest.hexdigest()
 
 
-def _digests(directory: Path, names: list[str]) -> dict[str, str]:
+def _digests(directory: Path, names: list[str]) -> dict[str, str | None]:
     """SHA-256 of each named file in ``directory`` (a missing file: None)."""
     return {name: hashlib.sha256((directory / name).read_bytes()).hexdigest()
             if (directory / name).is_file() else None for name in names}
