@@ -26,7 +26,6 @@ import sys
 
 import torch
 
-from swatlib.checks import check_choice
 from swatlib.data import DatasetNotFoundError
 from swatlib.experiments import runs
 from swatlib.experiments.truly_sparse import make_spec
@@ -62,7 +61,6 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _spec(args: argparse.Namespace) -> dict:
-    check_choice(args.dataset, PAPER_SETTINGS, "dataset")
     own = {}
     if args.subset is not None:
         own["subset"] = args.subset
