@@ -56,6 +56,7 @@ import torch
 from torch import nn
 
 from swatlib.checks import check_choice
+from swatlib.densities import check_density
 from swatlib.costmodel import (MeasuredLedger, MethodOptions, TopKCost, backward_memory,
                                layer_table, nominal_ledger, plan)
 from swatlib.experiments import runs
@@ -159,9 +160,7 @@ def make_spec(method: str, density: float = 1.0, *, mode: str = "swat", period: 
         raise ValueError(f"mode {mode!r} is a SWAT-U sensitivity variant; method was {method!r}")
     check_choice(dataset, DATASETS, "dataset")
     check_choice(schedule, ("cosine", "constant"), "schedule")
-    density = float(density)
-    if not 0.0 < density <= 1.0:
-        raise ValueError(f"density must be in (0, 1] (the kept fraction), got {density}")
+    density = check_density(density)
     if isinstance(period, bool) or not isinstance(period, int) or period < 1:
         raise ValueError(f"period must be an integer >= 1, got {period!r}")
     return {
