@@ -66,7 +66,7 @@ import torch.multiprocessing as mp  # noqa: E402
 
 from swatlib import machine, parallel  # noqa: E402
 from swatlib.atomic import atomic_write_bytes  # noqa: E402
-from swatlib.checks import check_choice, check_size  # noqa: E402
+from swatlib.checks import check_choice, check_choices, check_size  # noqa: E402
 from swatlib.data import DatasetNotFoundError  # noqa: E402
 from swatlib.experiments import runs  # noqa: E402
 from swatlib.experiments.truly_sparse import build_model, make_spec  # noqa: E402
@@ -444,10 +444,7 @@ def run(*, seeds: Sequence[int] = SEEDS, dataset: str = DATASET, epochs: int = E
     """
     table = variants(threads, workers)
     if names is not None:
-        unknown = [n for n in names if n not in table]
-        if unknown:
-            raise ValueError(f"unknown variant(s) {', '.join(unknown)}; valid: {', '.join(table)}")
-        table = {n: table[n] for n in names}
+        table = {n: table[n] for n in check_choices(names, table, "variants")}
     model = _model_settings(seeds, dataset=dataset, epochs=epochs, subset=subset, sizes=sizes, epsilon=epsilon,
                             batch_size=batch_size)
     if capacity:

@@ -1,17 +1,17 @@
 """Argument checks shared by the whole package, so that every bad argument gets the same wording.
 
 A density has its own check next to the rules that use it (:func:`swatlib.densities.check_density`);
-these are the two generic ones: a positive integer size and a name from a fixed set. Pure Python: no
-torch needed.
+these are the generic ones: a positive integer size, and one name or several names from a fixed set.
+Pure Python: no torch needed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from numbers import Integral
 from typing import TypeVar
 
-__all__ = ["check_choice", "check_size"]
+__all__ = ["check_choice", "check_choices", "check_size"]
 
 T = TypeVar("T")
 
@@ -29,10 +29,29 @@ def check_choice(value: T, choices: Collection, name: str) -> T:
     ``choices`` is any collection of names: a tuple, or a dict keyed by them (a registry).
     An unhashable ``value`` (a list given for a name) is refused the same way, not with a TypeError.
     """
-    try:
-        known = value in choices
-    except TypeError:
-        known = False
-    if not known:
+    if not _is_one_of(value, choices):
         raise ValueError(f"{name} must be one of {', '.join(map(str, choices))}, got {value!r}")
     return value
+
+
+def check_choices(values: Iterable[T], choices: Collection, name: str) -> list[T]:
+    """Return ``values`` as a list if each is one of ``choices``, else raise one ValueError naming
+    every unknown value (in the order given) and listing the choices.
+
+    For a set of names chosen at once — the layers of a density map, the settings of an override,
+    benchmark variants — so that a user sees all the misspellings in one message, not one per run.
+    """
+    values = list(values)
+    unknown = [value for value in values if not _is_one_of(value, choices)]
+    if unknown:
+        raise ValueError(f"{name} must be among {', '.join(map(str, choices))}; "
+                         f"unknown: {', '.join(map(repr, unknown))}")
+    return values
+
+
+def _is_one_of(value: object, choices: Collection) -> bool:
+    """``value in choices``, False for an unhashable value instead of a TypeError."""
+    try:
+        return value in choices
+    except TypeError:
+        return False

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from swatlib.checks import check_choice, check_size
+from swatlib.checks import check_choice, check_choices, check_size
 
 NAMES = ("uniform", "erk", "er")
 
@@ -28,6 +28,25 @@ def test_a_registry_lists_its_keys_and_an_unhashable_value_is_refused_the_same_w
     for bad in (["paper"], {"paper": 1}, None, 1):
         with pytest.raises(ValueError, match="schedule must be one of paper, authors, got "):
             check_choice(bad, registry, "schedule")
+
+
+@given(st.lists(st.sampled_from(NAMES)))
+def test_valid_choices_come_back_as_a_list_in_their_order(names):
+    assert check_choices(iter(names), NAMES, "distributions") == names
+
+
+@given(st.lists(st.sampled_from(NAMES)), st.lists(st.text().filter(lambda s: s not in NAMES), min_size=1))
+def test_every_unknown_choice_is_named_in_one_message(valid, unknown):
+    names = [*valid, *unknown]
+    with pytest.raises(ValueError) as raised:
+        check_choices(names, {name: None for name in NAMES}, "distributions")
+    assert str(raised.value) == ("distributions must be among uniform, erk, er; unknown: "
+                                 + ", ".join(map(repr, unknown)))
+
+
+def test_check_choices_refuses_unhashable_values_with_a_value_error():
+    with pytest.raises(ValueError, match=r"unknown: \['erk'\]"):
+        check_choices(["uniform", ["erk"]], NAMES, "distributions")
 
 
 @pytest.mark.parametrize("bad", [0, -3, 1.5, "2", True, None])

@@ -108,7 +108,7 @@ def test_rigl_dense_gradient_is_the_missing_weight_gradient():
 
 def test_bad_densities():
     shape = TransformerShape(vocab=64, width=16, depth=1, heads=2, ffn=32, seq=8, batch=2, masked=3)
-    with pytest.raises(ValueError, match="unknown layers"):
+    with pytest.raises(ValueError, match="the layers of densities must be among .*; unknown: 'blocks.3.fc1'"):
         transformer_ledger(shape, {"blocks.3.fc1": 0.5})
     with pytest.raises(ValueError, match=r"must be in \(0, 1\]"):
         transformer_ledger(shape, {"blocks.0.fc1": 0.0})

@@ -47,6 +47,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from swatlib.checks import check_choices
+
 from .ledger import BN_FLOPS, ExtraEntry, FlopLedger, LedgerEntry
 from .methods import TopKCost
 
@@ -132,9 +134,7 @@ def transformer_ledger(shape: TransformerShape, densities: Mapping[str, float] |
 
     densities = dict(densities or {})
     linears = shape.linear_shapes()
-    unknown = sorted(set(densities) - set(linears))
-    if unknown:
-        raise ValueError(f"densities names unknown layers {unknown}")
+    check_choices(densities, linears, "the layers of densities")
     rows = shape.batch * shape.seq
     entries, extras = [], []
     weights_updated, dense_gradient = 0.0, 0.0

@@ -36,7 +36,7 @@ from typing import Any
 
 import torch
 
-from swatlib.checks import check_choice
+from swatlib.checks import check_choice, check_choices
 from swatlib.experiments import runs
 from swatlib.experiments.runs import ABSENT
 from swatlib.experiments.truly_sparse_profiles import PROFILE_OVERRIDES
@@ -108,10 +108,7 @@ def settings(dataset: str, overrides: str | dict[str, dict[str, Any]] | None = N
     if isinstance(overrides, str):
         overrides = PROFILE_OVERRIDES[check_choice(overrides, PROFILE_OVERRIDES, "overrides")]
     own = dict((overrides or {}).get(dataset) or {})
-    unknown = sorted(set(own) - set(OVERRIDABLE))
-    if unknown:
-        raise ValueError(f"unknown setting(s) {', '.join(unknown)} for {dataset}; "
-                         f"valid settings: {', '.join(OVERRIDABLE)}")
+    check_choices(own, OVERRIDABLE, f"the settings overridden for {dataset}")
     merged = {**PAPER_SETTINGS[dataset], **own}
     if merged["subset"] is not None and not isinstance(merged["subset"], int):
         merged["subset"] = [int(v) for v in merged["subset"]]

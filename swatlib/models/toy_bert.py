@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from swatlib.checks import check_choice, check_size
+from swatlib.checks import check_choice, check_choices, check_size
 from swatlib.densities import check_density
 from swatlib.sparse import MaskedWeight, SparseLinear, random_mask
 
@@ -207,9 +207,7 @@ def sparsify(model: ToyBERT, densities: Mapping[str, float], *, kind: str = "spa
     """
     check_choice(kind, ("sparse", "masked", "swat"), "kind")
     linears = model.encoder_linears()
-    unknown = sorted(set(densities) - set(linears))
-    if unknown:
-        raise ValueError(f"densities names unknown layers {unknown}; valid: {list(linears)}")
+    check_choices(densities, linears, "the layers of densities")
     if kind == "swat":
         from swatlib.swat import name_swat_layers, swat_layer  # swatlib.swat imports the models
     layers = []
