@@ -61,7 +61,7 @@ import torch
 
 from swatlib import machine
 from swatlib.atomic import atomic_write_bytes
-from swatlib.checks import check_size
+from swatlib.checks import check_int
 from swatlib.costmodel.transformer import model_ledger
 from swatlib.data import DatasetNotFoundError
 from swatlib.densities import check_density
@@ -135,9 +135,8 @@ def run(specs: dict[str, dict[str, Any]], *, prepared: toy_bert.Prepared | None 
         For ``repeats``, ``steps`` or ``threads`` below 1, or a negative ``warmup``.
     """
     for name, value in (("repeats", repeats), ("steps", steps), ("threads", threads)):
-        check_size(value, name)
-    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
-        raise ValueError(f"warmup must be an integer >= 0, got {warmup!r}")
+        check_int(value, name)
+    check_int(warmup, "warmup", 0)
     dense = specs["dense"]
     if prepared is None:
         prepared = toy_bert.prepared_for(dense)

@@ -66,7 +66,7 @@ import torch.multiprocessing as mp  # noqa: E402
 
 from swatlib import machine, parallel  # noqa: E402
 from swatlib.atomic import atomic_write_bytes  # noqa: E402
-from swatlib.checks import check_choice, check_choices, check_size  # noqa: E402
+from swatlib.checks import check_choice, check_choices, check_int  # noqa: E402
 from swatlib.data import DatasetNotFoundError  # noqa: E402
 from swatlib.experiments import runs  # noqa: E402
 from swatlib.experiments.truly_sparse import build_model, make_spec  # noqa: E402
@@ -138,7 +138,7 @@ def _model_settings(seeds: Sequence[int], **model: Any) -> dict[str, Any]:
     """:func:`benchmark_spec`'s keyword arguments shared by every seed of a run, checked with the seeds."""
     if not seeds:
         raise ValueError("seeds must name at least one seed, e.g. --seeds 0 1 2")
-    check_size(model["epochs"], "epochs")
+    check_int(model["epochs"], "epochs")
     return model
 
 
@@ -399,8 +399,8 @@ def _capacity_rank(rank: int, init_method: str, world: int, spec: dict, steps: i
 
 
 def _check_capacity(steps: int, repeats: int) -> None:
-    check_size(steps, "capacity steps")
-    check_size(repeats, "capacity repeats")
+    check_int(steps, "capacity steps")
+    check_int(repeats, "capacity repeats")
 
 
 def _copies_rate(spec: dict, copies: int, steps: int) -> float:

@@ -24,14 +24,14 @@ authors used): the right threshold is ``t_left + |t_right|``, so it never crosse
 from __future__ import annotations
 
 import math
-from numbers import Integral, Real
+from numbers import Real
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn import LeakyReLU, ReLU
 
-from swatlib.checks import check_choice
+from swatlib.checks import check_choice, check_int
 from swatlib.optim import replace_parameter
 
 __all__ = ["ACTIVATIONS", "AllReLU", "LeakyReLU", "ReLU", "SReLU", "make_activation"]
@@ -65,9 +65,7 @@ class AllReLU(nn.Module):
 
     def __init__(self, alpha: float, layer_index: int) -> None:
         super().__init__()
-        if isinstance(layer_index, bool) or not isinstance(layer_index, Integral) or layer_index < 1:
-            raise ValueError(f"layer_index must be a positive integer (first hidden layer = 1), "
-                             f"got {layer_index!r}")
+        check_int(layer_index, "layer_index (first hidden layer = 1)")
         self.alpha = _check_alpha(alpha)
         self.layer_index = layer_index
 
@@ -112,8 +110,7 @@ class SReLU(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        if isinstance(num_features, bool) or not isinstance(num_features, Integral) or num_features < 1:
-            raise ValueError(f"num_features must be a positive integer, got {num_features!r}")
+        check_int(num_features, "num_features")
         dtype = dtype or torch.get_default_dtype()
         self.num_features = num_features
         self.t_left = nn.Parameter(torch.zeros(num_features, dtype=dtype, device=device))

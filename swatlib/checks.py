@@ -1,7 +1,8 @@
 """Argument checks shared by the whole package, so that every bad argument gets the same wording.
 
 A density has its own check next to the rules that use it (:func:`swatlib.densities.check_density`);
-these are the generic ones: a positive integer size, and one name or several names from a fixed set.
+these are the generic ones: an integer in a range (a size, a count, a period, a seed), and one name
+or several names from a fixed set.
 Pure Python: no torch needed.
 """
 
@@ -11,15 +12,25 @@ from collections.abc import Collection, Iterable
 from numbers import Integral
 from typing import TypeVar
 
-__all__ = ["check_choice", "check_choices", "check_size"]
+__all__ = ["check_choice", "check_choices", "check_int"]
 
 T = TypeVar("T")
 
 
-def check_size(value: int, name: str) -> int:
-    """Return ``value`` if it is a positive integer, else raise a ValueError naming it."""
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+def check_int(value: int, name: str, minimum: int = 1, below: int | None = None) -> int:
+    """Return ``value`` as a plain int if it is an integer in ``[minimum, below)`` (no upper bound for
+    ``below=None``), else raise a ValueError naming it and the range.
+
+    Any integral type passes (a numpy integer too); a bool, a float such as ``2.0`` or a numeric
+    string does not. With the defaults the message asks for "a positive integer".
+    """
+    if (isinstance(value, bool) or not isinstance(value, Integral) or value < minimum
+            or (below is not None and value >= below)):
+        if below is not None:
+            bound = f"an integer in [{minimum}, {below})"
+        else:
+            bound = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise ValueError(f"{name} must be {bound}, got {value!r}")
     return int(value)
 
 

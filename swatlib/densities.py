@@ -22,7 +22,7 @@ import math
 from collections.abc import Mapping, Sequence
 from numbers import Real
 
-from swatlib.checks import check_choice, check_size
+from swatlib.checks import check_choice, check_int
 
 __all__ = [
     "DISTRIBUTIONS",
@@ -62,8 +62,8 @@ def epsilon_to_density(epsilon: float, n_in: int, n_out: int) -> float:
     """
     if isinstance(epsilon, bool) or not isinstance(epsilon, Real) or not 0 < epsilon < math.inf:
         raise ValueError(f"epsilon must be a finite number > 0, got {epsilon!r}")
-    check_size(n_in, "n_in")
-    check_size(n_out, "n_out")
+    check_int(n_in, "n_in")
+    check_int(n_out, "n_out")
     return min(1.0, epsilon * (n_in + n_out) / (n_in * n_out))
 
 

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from swatlib.checks import check_int
 from swatlib.topology import WHEN
 
 
@@ -36,8 +37,7 @@ def use_threads(threads: int) -> int:
     On two busy cores, one thread was often the fastest for the small convolutions and sparse
     kernels of these experiments, so notebooks expose it as a parameter.
     """
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise ValueError(f"threads must be a positive integer, got {threads!r}")
+    check_int(threads, "threads")
     torch.set_num_threads(threads)
     return torch.get_num_threads()
 

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from swatlib.checks import check_choice, check_choices, check_size
+from swatlib.checks import check_choice, check_choices, check_int
 
 NAMES = ("uniform", "erk", "er")
 
@@ -50,11 +50,24 @@ def test_check_choices_refuses_unhashable_values_with_a_value_error():
 
 
 @pytest.mark.parametrize("bad", [0, -3, 1.5, "2", True, None])
-def test_check_size_refuses_anything_but_a_positive_integer(bad):
+def test_check_int_refuses_anything_but_a_positive_integer_by_default(bad):
     with pytest.raises(ValueError, match="batch_size must be a positive integer"):
-        check_size(bad, "batch_size")
+        check_int(bad, "batch_size")
 
 
-def test_check_size_returns_a_plain_int():
-    value = check_size(np.int64(7), "n_in")
+def test_check_int_returns_a_plain_int():
+    value = check_int(np.int64(7), "n_in")
     assert value == 7 and type(value) is int
+
+
+@given(st.integers(-5, 5), st.integers(-5, 5), st.one_of(st.none(), st.integers(-5, 10)))
+def test_check_int_accepts_exactly_the_range_and_names_it(value, minimum, below):
+    inside = value >= minimum and (below is None or value < below)
+    if inside:
+        assert check_int(value, "seed", minimum, below) == value
+        return
+    with pytest.raises(ValueError) as raised:
+        check_int(value, "seed", minimum, below)
+    bound = (f"an integer in [{minimum}, {below})" if below is not None
+             else "a positive integer" if minimum == 1 else f"an integer >= {minimum}")
+    assert str(raised.value) == f"seed must be {bound}, got {value!r}"

@@ -97,8 +97,8 @@ def test_scaled_sizes_shrink_every_width_but_the_classes():
 @pytest.mark.parametrize("arguments, match", [
     ({"architecture": "65536-1M-2"}, "architecture must be one of 65536-0.5M-0.5M-2, .*, got '65536-1M-2'"),
     ({"scale": 0.0}, r"scale must be a number in \(0, 1\]"),
-    ({"train_batches": 0}, "train_batches must be None"),
-    ({"inference_batches": 1.5}, "inference_batches must be None"),
+    ({"train_batches": 0}, r"train_batches \(None for all\) must be a positive integer, got 0"),
+    ({"inference_batches": 1.5}, r"inference_batches \(None for all\) must be a positive integer"),
     ({"micro_batch_size": 0}, "micro_batch_size must be a positive integer"),
     ({"threads": True}, "threads must be a positive integer"),
 ])
@@ -106,6 +106,12 @@ def test_bad_row_specs_are_named(arguments, match):
     arguments = {"architecture": "65536-0.5M-0.5M-2", **arguments}
     with pytest.raises(ValueError, match=match):
         ext.make_spec(arguments.pop("architecture"), **arguments)
+
+
+def test_cli_bad_argument_is_one_line_and_status_2(capsys):
+    assert ext._main(["65536-0.5M-0.5M-2", "--threads", "0"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.strip() == "error: threads must be a positive integer, got 0" and captured.out == ""
 
 
 def test_dense_training_bytes_count_weight_gradient_and_momentum():

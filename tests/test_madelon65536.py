@@ -45,7 +45,7 @@ def test_bytes_depend_on_the_parameters_only(tmp_path):
         assert _bytes(generate(tmp_path / f"c{chunk_rows}", N, F, 0, chunk_rows=chunk_rows)) == _bytes(a)
     other = _bytes(generate(tmp_path / "d", N, F, 1))
     assert other[0] != _bytes(a)[0] and other[1] != _bytes(a)[1]
-    with pytest.raises(ValueError, match=r"^chunk_rows must be an integer >= 1"):
+    with pytest.raises(ValueError, match=r"^chunk_rows must be a positive integer"):
         generate(tmp_path / "e", N, F, 0, chunk_rows=0)
     assert list((tmp_path / "e").iterdir()) == []
     assert [p.name for p in a] == list(madelon65536.file_names(N, F, 0))

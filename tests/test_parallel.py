@@ -219,7 +219,7 @@ def test_averaging_keeps_exactly_the_target_from_the_union(k, nnz, seed, rule):
 
 
 @pytest.mark.parametrize("options, message", [
-    ({"workers": 0}, "workers must be an integer >= 1"),
+    ({"workers": 0}, "workers must be a positive integer"),
     ({"algorithm": "hogwild"}, "algorithm must be one of"),
     ({"schedule": "random"}, "schedule must be one of"),
     ({"local_fraction": 1.0}, "local_fraction must be a number in [0, 1)"),

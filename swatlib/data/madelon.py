@@ -20,6 +20,7 @@ from typing import Literal
 
 import numpy as np
 
+from swatlib.checks import check_choice
 from swatlib.data import _files
 from swatlib.data.dataset import Dataset, Subset, make_dataset
 from swatlib.data.errors import CorruptDataError
@@ -102,14 +103,13 @@ def load_madelon(
     Dataset
         Named ``"Madelon (UCI)"`` or ``"Madelon-like (synthetic)"``.
     """
+    check_choice(variant, ("auto", "uci", "synthetic"), "variant")
     if variant == "uci":
         directory = _files.require_dir(SUBDIR, FILES, UCI_NAME, UCI_FIX)
     elif variant == "auto":
         directory = find_madelon()
-    elif variant == "synthetic":
-        directory = None
     else:
-        raise ValueError(f"variant must be 'auto', 'uci' or 'synthetic', not {variant!r}")
+        directory = None
     if directory is not None:
         train = _read_uci_split(directory, "madelon_train")
         test = _read_uci_split(directory, "madelon_valid")

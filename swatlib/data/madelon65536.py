@@ -61,6 +61,7 @@ import torch
 
 from swatlib.atomic import atomic_path
 from swatlib.cache import canonical_json
+from swatlib.checks import check_int
 from swatlib.data import _files, madelon
 from swatlib.data.dataset import SUBSET_SEED, Dataset, Subset, pick_subset, standardise, subset_sizes
 from swatlib.data.errors import CorruptDataError, DatasetNotFoundError
@@ -89,23 +90,15 @@ def _stderr(line: str) -> None:
     print(line, file=sys.stderr)
 
 
-def _check_int(name: str, value: int, low: int, high: int | None = None) -> None:
-    """One-line ValueError naming ``name`` unless ``value`` is an integer in ``[low, high)``."""
-    if (isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low
-            or (high is not None and value >= high)):
-        bound = f">= {low}" if high is None else f"in [{low}, {high})"
-        raise ValueError(f"{name} must be an integer {bound}, not {value!r}")
-
-
 def check_arguments(n_samples: int, n_features: int, seed: int) -> None:
     """Raise a one-line ValueError naming the argument for sizes or a seed the recipe cannot take.
 
     At least 2 samples (one per split), at least the :data:`N_USEFUL` useful features, and a seed
     ``make_classification`` accepts (``[0, 2**32)``).
     """
-    _check_int("n_samples", n_samples, 2)
-    _check_int("n_features", n_features, N_USEFUL)
-    _check_int("seed", seed, 0, 2**32)
+    check_int(n_samples, "n_samples", 2)
+    check_int(n_features, "n_features", N_USEFUL)
+    check_int(seed, "seed", 0, 2**32)
 
 
 def split_sizes(n_samples: int) -> tuple[int, int]:
@@ -132,8 +125,8 @@ def useful_columns(n_features: int = N_FEATURES, seed: int = 0) -> np.ndarray:
     The first :data:`N_USEFUL` entries of a permutation of ``range(n_features)`` drawn from the
     seed's column stream, as ``make_classification`` shuffles its columns.
     """
-    _check_int("n_features", n_features, N_USEFUL)
-    _check_int("seed", seed, 0, 2**32)
+    check_int(n_features, "n_features", N_USEFUL)
+    check_int(seed, "seed", 0, 2**32)
     stream = np.random.SeedSequence(int(seed), spawn_key=(_COLUMN_STREAM,))
     return np.random.default_rng(stream).permutation(n_features)[:N_USEFUL]
 
@@ -164,7 +157,7 @@ def write_features(path: Path, useful: np.ndarray, n_features: int, seed: int, *
     n_samples = len(useful)
     if chunk_rows is None:
         chunk_rows = max(1, CHUNK_BYTES // (n_features * _DTYPE.itemsize))
-    _check_int("chunk_rows", chunk_rows, 1)
+    check_int(chunk_rows, "chunk_rows")
     columns = useful_columns(n_features, seed)
     chunk = np.empty((min(chunk_rows, n_samples), n_features), dtype=_DTYPE)
     header = {"descr": np.lib.format.dtype_to_descr(_DTYPE), "fortran_order": False,

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from swatlib.data import _files
+from swatlib.checks import check_int
 from swatlib.data.errors import CorruptDataError, DatasetNotFoundError
 
 NAME = "WordNet 3.0 glosses"
@@ -224,8 +225,7 @@ def train_tokenizer(corpus: WordNetCorpus, *, vocab_size: int = 4096, cache=None
 
     from swatlib.cache import ResultsCache
 
-    if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < 8:
-        raise ValueError(f"vocab_size must be an integer >= 8, got {vocab_size!r}")
+    check_int(vocab_size, "vocab_size", 8)
 
     def compute():
         model = io.BytesIO()
@@ -264,8 +264,7 @@ def pack(ids: list, seq_len: int):
     """
     import torch
 
-    if isinstance(seq_len, bool) or not isinstance(seq_len, int) or seq_len < 1:
-        raise ValueError(f"seq_len must be an integer >= 1, got {seq_len!r}")
+    check_int(seq_len, "seq_len")
     stream = torch.tensor([t for gloss in ids for t in gloss], dtype=torch.int64)
     n = stream.numel() // seq_len
     if n == 0:

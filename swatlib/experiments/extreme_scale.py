@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 
 from swatlib import machine
-from swatlib.checks import check_choice
+from swatlib.checks import check_choice, check_int
 from swatlib.experiments import runs
 from swatlib.experiments.truly_sparse_reported import PAPER_SETTINGS
 from swatlib.models.mlp import SparseMLP
@@ -165,8 +165,7 @@ def accumulated_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x
     ValueError
         If ``micro_batch_size`` is not a positive integer.
     """
-    if isinstance(micro_batch_size, bool) or not isinstance(micro_batch_size, int) or micro_batch_size < 1:
-        raise ValueError(f"micro_batch_size must be a positive integer, got {micro_batch_size!r}")
+    check_int(micro_batch_size, "micro_batch_size")
     optimizer.zero_grad(set_to_none=True)
     if micro_batch_size >= len(x):
         loss = F.cross_entropy(model(x), y)
@@ -227,12 +226,10 @@ def make_spec(architecture: str, *, scale: float = 1.0, train_batches: int | Non
         On an unknown architecture, a bad scale, or a count that is not a positive integer.
     """
     sizes = scaled_sizes(architecture, scale)
-    for name, value in (("train_batches", train_batches), ("inference_batches", inference_batches)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise ValueError(f"{name} must be None (all) or a positive integer, got {value!r}")
-    for name, value in (("micro_batch_size", micro_batch_size), ("threads", threads)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    train_batches = None if train_batches is None else check_int(train_batches, "train_batches (None for all)")
+    inference_batches = None if inference_batches is None else check_int(inference_batches,
+                                                                          "inference_batches (None for all)")
+    micro_batch_size, threads = check_int(micro_batch_size, "micro_batch_size"), check_int(threads, "threads")
     return {"experiment": EXPERIMENT, "dataset": "madelon-65536", "architecture": architecture,
             "scale": float(scale), "sizes": list(sizes), "epsilon": ARCHITECTURES[architecture][1],
             **PROTOCOL, "train_batches": train_batches, "inference_batches": inference_batches,
@@ -451,15 +448,19 @@ def _main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--spec", help=argparse.SUPPRESS)  # how run_rows starts a row
     args = parser.parse_args(argv)
-    try:
-        if args.spec is not None:
-            spec = json.loads(args.spec)
-        elif args.architecture is None:
-            parser.error("name an architecture")
-        else:
+    if args.spec is not None:
+        spec = json.loads(args.spec)
+    elif args.architecture is None:
+        parser.error("name an architecture")
+    else:
+        try:
             spec = make_spec(args.architecture, scale=args.scale, train_batches=args.train_batches,
                              inference_batches=args.inference_batches, micro_batch_size=args.micro_batch_size,
                              threads=args.threads, seed=args.seed)
+        except ValueError as exc:  # a bad argument: status 2, like argparse's own errors
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    try:
         if os.environ.get("THP_MEM_ALLOC_ENABLE") != "1":
             print("note: huge pages are off; start with THP_MEM_ALLOC_ENABLE=1 (as the notebook's rows do) for "
                   "up to 3x faster kernels at this scale", file=sys.stderr, flush=True)

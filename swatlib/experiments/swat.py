@@ -55,7 +55,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from swatlib.checks import check_choice
+from swatlib.checks import check_choice, check_int
 from swatlib.densities import check_density
 from swatlib.costmodel import (MeasuredLedger, MethodOptions, TopKCost, backward_memory,
                                layer_table, nominal_ledger, plan)
@@ -102,9 +102,7 @@ DATASET_NAMES = {"fashion-mnist": "Fashion-MNIST", "cifar10": "CIFAR-10"}
 def _model_config(model: str, width: int, batchnorm: bool, sizes: Sequence[int],
                   dataset: str = "fashion-mnist") -> dict[str, Any]:
     if model == "cnn":
-        if isinstance(width, bool) or not isinstance(width, int) or width < 1:
-            raise ValueError(f"width must be a positive int, got {width!r}")
-        return {"name": "small-cnn", "width": int(width), "batchnorm": bool(batchnorm)}
+        return {"name": "small-cnn", "width": check_int(width, "width"), "batchnorm": bool(batchnorm)}
     if model == "mlp":
         sizes = [int(s) for s in sizes]
         features = math.prod(DATASETS[dataset])
@@ -161,8 +159,7 @@ def make_spec(method: str, density: float = 1.0, *, mode: str = "swat", period: 
     check_choice(dataset, DATASETS, "dataset")
     check_choice(schedule, ("cosine", "constant"), "schedule")
     density = check_density(density)
-    if isinstance(period, bool) or not isinstance(period, int) or period < 1:
-        raise ValueError(f"period must be an integer >= 1, got {period!r}")
+    period = check_int(period, "period")
     return {
         "experiment": EXPERIMENT,
         "dataset": dataset,
@@ -417,8 +414,7 @@ def conv_stack(depth: int, *, width: int = 64, density: float = 1.0, seed: int =
     ``density < 1`` swatifies it (SWAT-U, first layer dense). Module-level and picklable with
     ``functools.partial``, for :func:`swatlib.swat.step_peak`'s fresh process.
     """
-    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 2:
-        raise ValueError(f"depth must be an integer >= 2 (conv layers), got {depth!r}")
+    check_int(depth, "depth (conv layers)", 2)
     channels = [image[0], 16] + [width] * (depth - 1)
     with torch.random.fork_rng():
         torch.manual_seed(seed)

@@ -13,6 +13,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from swatlib.checks import check_int
+
 
 class SmallCNN(nn.Module):
     """VGG-style CNN: 3 stages × 2 convs, global average pooling, linear classifier.
@@ -33,8 +35,7 @@ class SmallCNN(nn.Module):
                  batchnorm: bool = True) -> None:
         super().__init__()
         for name, value in (("in_channels", in_channels), ("num_classes", num_classes), ("width", width)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+            check_int(value, name)
         layers: list[nn.Module] = []
         channels = in_channels
         for stage, out in enumerate((width, 2 * width, 4 * width)):

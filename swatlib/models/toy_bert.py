@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from swatlib.checks import check_choice, check_choices, check_size
+from swatlib.checks import check_choice, check_choices, check_int
 from swatlib.densities import check_density
 from swatlib.sparse import MaskedWeight, SparseLinear, random_mask
 
@@ -101,7 +101,7 @@ class ToyBERT(nn.Module):
         super().__init__()
         for name, value in (("vocab_size", vocab_size), ("width", width), ("depth", depth), ("heads", heads),
                             ("ffn", ffn), ("max_seq", max_seq)):
-            check_size(value, name)
+            check_int(value, name)
         if width % heads:
             raise ValueError(f"heads must divide width={width}, got heads={heads}")
         if embedding is not None and tuple(embedding.shape) != (vocab_size, width):
@@ -290,8 +290,8 @@ class MaskedLM:
 
     def __init__(self, train: torch.Tensor, held_out: torch.Tensor, *, vocab_size: int, mask_id: int,
                  steps_per_epoch: int = 100, eval_seed: int = 0, rate: float = 0.15) -> None:
-        check_size(vocab_size, "vocab_size")
-        check_size(steps_per_epoch, "steps_per_epoch")
+        check_int(vocab_size, "vocab_size")
+        check_int(steps_per_epoch, "steps_per_epoch")
         if not 0.0 < rate < 1.0:
             raise ValueError(f"rate must lie in (0, 1), got {rate!r}")
         for name, windows in (("train", train), ("held_out", held_out)):

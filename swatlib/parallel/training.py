@@ -49,7 +49,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from datetime import timedelta
-from numbers import Integral, Real
+from numbers import Real
 from typing import Any
 
 import torch
@@ -58,7 +58,7 @@ import torch.multiprocessing as mp
 
 from swatlib import machine
 from swatlib.atomic import atomic_write_bytes
-from swatlib.checks import check_choice
+from swatlib.checks import check_choice, check_int
 from swatlib.experiments import runs
 from swatlib.parallel import messages
 from swatlib.parallel.messages import (BASED_ON, LENGTH, STOP, TAG_GRADIENT, TAG_REPLICA, TAG_REPLY,
@@ -137,9 +137,7 @@ class Options:
             check_choice(getattr(self, name), valid, name)
         for name, low in (("workers", 1), ("overwrite_every", 1), ("warmup_epochs", 0), ("threads", 1),
                           ("chunk", messages.HEADER)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, Integral) or value < low:
-                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+            check_int(getattr(self, name), name, low)
         fraction = self.local_fraction
         if isinstance(fraction, bool) or not isinstance(fraction, Real) or not 0.0 <= fraction < 1.0:
             raise ValueError(f"local_fraction must be a number in [0, 1), got {fraction!r}")
@@ -185,7 +183,7 @@ def make_plan(spec: dict[str, Any], options: Options, n_train: int) -> Plan:
     if n_train // workers < batch:
         raise ValueError(f"workers={workers} leaves shards of {n_train // workers} samples, fewer than one "
                          f"batch ({batch}); use at most {max(1, n_train // batch)} workers")
-    epochs = spec["epochs"]
+    epochs = check_int(spec["epochs"], "epochs")
     phase2 = 0 if options.algorithm == "sequential" else round(options.local_fraction * epochs)
     if phase2 >= epochs:
         raise ValueError(f"local_fraction={options.local_fraction} leaves no epoch for phase 1 of {epochs}")

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import torch
 
-from swatlib.checks import check_size
+from swatlib.checks import check_int
 from swatlib.densities import check_density, epsilon_to_density
 from swatlib.sparse import native
 
@@ -51,7 +51,7 @@ def connection_count(density: float, n_in: int, n_out: int) -> int:
         If ``density`` is not in (0, 1] or a size is not a positive integer.
     """
     check_density(density)
-    total = check_size(n_in, "n_in") * check_size(n_out, "n_out")
+    total = check_int(n_in, "n_in") * check_int(n_out, "n_out")
     return min(total, max(1, round(density * total)))
 
 
@@ -90,7 +90,7 @@ def sample_free_positions(
     ValueError
         If fewer than ``count`` free positions exist.
     """
-    total = check_size(n_out, "n_out") * check_size(n_in, "n_in")
+    total = check_int(n_out, "n_out") * check_int(n_in, "n_in")
     if occupied is None:
         occupied = torch.empty(0, dtype=torch.int64)
     free = total - occupied.numel()

@@ -25,7 +25,7 @@ import math
 
 import torch
 
-from swatlib.checks import check_choice, check_size
+from swatlib.checks import check_choice, check_int
 from swatlib.sparse.erdos_renyi import connection_count, random_connections, resolve_density
 
 __all__ = ["INITS", "draw_values", "initial_connections"]
@@ -116,8 +116,8 @@ def initial_connections(
     rows, cols, values : torch.Tensor
         Row-major sorted int64 indices and their weights.
     """
-    check_size(n_in, "in_features")
-    check_size(n_out, "out_features")
+    check_int(n_in, "in_features")
+    check_int(n_out, "out_features")
     density = resolve_density(density, epsilon, n_in, n_out)
     check_choice(init, INITS, "init")
     count = connection_count(density, n_in, n_out)

@@ -37,7 +37,7 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch import nn
 
-from swatlib.checks import check_size
+from swatlib.checks import check_int
 from swatlib.densities import epsilon_to_density
 from swatlib.sparse.erdos_renyi import connection_count
 
@@ -148,8 +148,8 @@ def training_memory(sizes: Sequence[int], *, epsilon: float, batch_size: int) ->
     """
     if len(sizes) < 2:
         raise ValueError(f"sizes must list at least an input and an output width, got {list(sizes)}")
-    sizes = [check_size(n, "sizes") for n in sizes]
-    batch_size = check_size(batch_size, "batch_size")
+    sizes = [check_int(n, "sizes") for n in sizes]
+    batch_size = check_int(batch_size, "batch_size")
     counts = tuple(connection_count(epsilon_to_density(epsilon, n_in, n_out), n_in, n_out)
                    for n_in, n_out in zip(sizes[:-1], sizes[1:]))
     state = sum(STATE_BYTES_PER_CONNECTION * c + STATE_BYTES_PER_NEURON * n_out + 8

@@ -33,7 +33,7 @@ import math
 import torch
 from torch import nn
 
-from swatlib.checks import check_choice
+from swatlib.checks import check_choice, check_int
 from swatlib.costmodel.ledger import EXTRA_PHASES, record_extra
 from swatlib.costmodel.methods import TopKCost
 from swatlib.topk import check_density, magnitude_mask, topk_threshold
@@ -46,10 +46,7 @@ STRUCTURES = ("channel", "filter")
 
 def check_period(period: int) -> int:
     """Return ``period`` if it is an integer >= 1, else raise a ValueError naming it."""
-    if isinstance(period, bool) or not isinstance(period, int) or period < 1:
-        raise ValueError(f"period must be an integer >= 1 (steps between threshold "
-                         f"recomputations), got {period!r}")
-    return period
+    return check_int(period, "period (steps between threshold recomputations)")
 
 
 def check_structured(structured: str | None) -> str | None:

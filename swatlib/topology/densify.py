@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from swatlib.checks import check_int
 from swatlib.densities import check_density
 from swatlib.sparse.erdos_renyi import flat_keys, sample_free_positions
 from swatlib.topology.base import ConnectionMap, TopologyAlgorithm
@@ -55,8 +56,7 @@ class Densify(TopologyAlgorithm):
                  optimizer: torch.optim.Optimizer | None = None, generator: torch.Generator | None = None) -> None:
         self.final_density = check_density(final_density, "final_density")
         for name, value in (("t_end", t_end), ("delta_t", delta_t)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+            check_int(value, name)
         if t_end < delta_t:
             raise ValueError(f"t_end must be >= delta_t={delta_t}, got {t_end!r}")
         super().__init__(layers, optimizer=optimizer, generator=generator)

@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from numbers import Integral
 from typing import Any
 
 import torch
 
+from swatlib.checks import check_int
 from swatlib.densities import check_density
 from swatlib.topology.base import ConnectionMap, TopologyAlgorithm, check_connection_layers
 
@@ -62,8 +62,7 @@ class GradualMagnitudePruning(TopologyAlgorithm):
         if self.initial_density < self.final_density:
             raise ValueError(f"initial_density must be >= final_density={final_density}, got {initial_density!r}")
         for name, value, low in (("t_start", t_start, 0), ("t_end", t_end, 1), ("delta_t", delta_t, 1)):
-            if isinstance(value, bool) or not isinstance(value, Integral) or value < low:
-                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+            check_int(value, name, low)
         if t_end <= t_start:
             raise ValueError(f"t_end must be > t_start={t_start}, got {t_end!r}")
         super().__init__(check_connection_layers(layers), optimizer=optimizer)

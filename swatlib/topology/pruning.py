@@ -23,13 +23,12 @@ The ``paper`` profile uses the paper's timing (the notebooks say so).
 
 from __future__ import annotations
 
-from numbers import Integral
 from typing import Any
 
 import torch
 from torch import nn
 
-from swatlib.checks import check_choice
+from swatlib.checks import check_choice, check_int
 from swatlib.importance import MODES, check_percentile, linear_layers, prune_and_map
 from swatlib.topology.base import ConnectionMap, TopologyAlgorithm
 
@@ -97,10 +96,8 @@ class ImportancePruning(TopologyAlgorithm):
     def __init__(self, model: nn.Module, *, start_epoch: int, every: int, percentile: float,
                  mode: str = "remove", timing: str = "paper", epochs: int | None = None,
                  optimizer: torch.optim.Optimizer | None = None) -> None:
-        if isinstance(start_epoch, bool) or not isinstance(start_epoch, Integral) or start_epoch < 0:
-            raise ValueError(f"start_epoch must be an integer >= 0, got {start_epoch!r}")
-        if isinstance(every, bool) or not isinstance(every, Integral) or every < 1:
-            raise ValueError(f"every must be an integer >= 1, got {every!r}")
+        check_int(start_epoch, "start_epoch", 0)
+        check_int(every, "every")
         check_choice(timing, TIMINGS, "timing")
         super().__init__(linear_layers(model), optimizer=optimizer)
         self.model = model

@@ -26,11 +26,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
-from numbers import Integral, Real
+from numbers import Real
 from typing import Any
 
 import torch
 
+from swatlib.checks import check_int
 from swatlib.sparse import MaskedWeight
 from swatlib.sparse.erdos_renyi import flat_keys
 from swatlib.topology.base import ConnectionMap, TopologyAlgorithm, check_connection_layers
@@ -123,8 +124,7 @@ class RigL(TopologyAlgorithm):
                  optimizer: torch.optim.Optimizer | None = None,
                  block_elements: int = BLOCK_ELEMENTS) -> None:
         for name, value in (("t_end", t_end), ("delta_t", delta_t), ("block_elements", block_elements)):
-            if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+            check_int(value, name)
         if isinstance(alpha, bool) or not isinstance(alpha, Real) or not 0.0 <= alpha <= 1.0:
             raise ValueError(f"alpha must be a number in [0, 1], got {alpha!r}")
         super().__init__(check_connection_layers(layers), optimizer=optimizer)

@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from numbers import Integral, Real
+from numbers import Real
 from typing import Any
 
 import torch
 from torch import nn
 
-from swatlib.checks import check_choice
+from swatlib.checks import check_choice, check_int
 from swatlib.sparse import MaskedLinear, SparseLinear
 from swatlib.sparse.erdos_renyi import flat_keys, sample_free_positions
 from swatlib.sparse.init import draw_values
@@ -60,11 +60,7 @@ def evolvable_layers(model: nn.Module) -> list[SparseLinear | MaskedLinear]:
 
 def _check_schedule(every: int, until: int | None) -> tuple[int, int | None]:
     """Validate a topology schedule: act every ``every``-th call (≥ 1), not after call ``until`` (≥ 0 or None)."""
-    if isinstance(every, bool) or not isinstance(every, Integral) or every < 1:
-        raise ValueError(f"every must be an integer >= 1, got {every!r}")
-    if until is not None and (isinstance(until, bool) or not isinstance(until, Integral) or until < 0):
-        raise ValueError(f"until must be None or an integer >= 0, got {until!r}")
-    return int(every), None if until is None else int(until)
+    return check_int(every, "every"), None if until is None else check_int(until, "until", 0)
 
 
 class SET(TopologyAlgorithm):
