@@ -23,11 +23,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from collections.abc import Callable, Sequence
 
 import torch
 
+from swatlib.checks import check_int
 from swatlib.dropout import inverted_dropout
 from swatlib.sparse import SparseLinear, native
 from swatlib.sparse.sparse_linear import _transposed
@@ -107,6 +109,8 @@ def time_layer(n_in: int, n_out: int, *, epsilon: float = EPSILON, batch: int = 
 def run(shapes: Sequence[tuple[int, int]] = SHAPES, *, epsilon: float = EPSILON, batch: int = BATCH,
         calls: int = 200, repeats: int = 5) -> dict:
     """Every shape, one thread (the caller's thread count is restored)."""
+    for name, value in (("batch", batch), ("calls", calls), ("repeats", repeats)):
+        check_int(value, name)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -134,15 +138,20 @@ def summary(result: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--calls", type=int, default=200, help="calls per repeat (default 200)")
     parser.add_argument("--repeats", type=int, default=5, help="repeats, best one reported (default 5)")
     args = parser.parse_args(argv)
-    result = run(calls=args.calls, repeats=args.repeats)
+    try:
+        result = run(calls=args.calls, repeats=args.repeats)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     print(json.dumps(result) if args.json else summary(result))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -65,7 +65,8 @@ import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
 from swatlib import machine  # noqa: E402
-from swatlib.checks import check_choice  # noqa: E402
+from swatlib.checks import check_choice, check_int  # noqa: E402
+from swatlib.data import DatasetNotFoundError  # noqa: E402
 from swatlib.models.mlp import MLP, SparseMLP  # noqa: E402
 from swatlib.optim import make_optimizer  # noqa: E402
 from swatlib.sparse import epsilon_to_density, native, state_bytes  # noqa: E402
@@ -262,6 +263,7 @@ def run_speed(x: torch.Tensor, y: torch.Tensor, *, sizes: Sequence[int] = SIZES,
 
     ``sparselab=None`` leaves the sparselab variant out (its result is then ``None``).
     """
+    check_int(repeats, "repeats")
     runs: dict[str, list[dict]] = {v: [] for v in variants if v != "sparselab" or sparselab is not None}
     native.available()  # compile (once per machine) or load the native kernels before any timing
     for r in range(repeats):
@@ -499,8 +501,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from swatlib.data import load
 
+    try:
+        check_int(args.repeats, "repeats")  # before loading the data
+        data = load("fashion-mnist", subset=QUICK_TRAIN if args.quick else None)
+    except (ValueError, DatasetNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     sparselab = None if args.no_sparselab else import_sparselab()
-    data = load("fashion-mnist", subset=QUICK_TRAIN if args.quick else None)
     x, y = data.x_train.contiguous(), data.y_train.contiguous()
     if args.profile:
         print(profile(args.profile, x, y, sparselab=sparselab))

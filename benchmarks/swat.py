@@ -58,7 +58,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from swatlib import machine
+from swatlib.checks import check_int
 from swatlib.costmodel import MeasuredLedger
+from swatlib.data import DatasetNotFoundError
+from swatlib.densities import check_density
 from swatlib.experiments.swat import MEMORY_NETWORKS, memory_network
 from swatlib.swat import SavedTensorMeter, graph_resident_bytes, step_peak
 
@@ -168,6 +171,11 @@ def run(x: torch.Tensor, y: torch.Tensor, *, network: str = NETWORK, width: int 
         warmup: int = WARMUP, threads: int = 1,
         log: Callable[[str], None] | None = None) -> dict:
     """Everything above for every variant; torch's thread count is restored afterwards."""
+    for name, value in (("batch size", len(x)), ("repeats", repeats), ("steps", steps), ("threads", threads)):
+        check_int(value, name)
+    check_int(warmup, "warmup", 0)
+    for density in densities:
+        check_density(density, "densities")
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     load_before = machine.load_average()
@@ -246,12 +254,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from swatlib.data import load  # noqa: PLC0415 - only the CLI needs the data
 
-    data = load("fashion-mnist", subset=max(args.batch_size, 1000), flatten=False)
-    x, y = data.x_train[:args.batch_size].clone(), data.y_train[:args.batch_size].clone()
     log = None if args.json else (lambda line: print(line, file=sys.stderr))
-    result = run(x, y, network=args.network, width=args.width, densities=args.densities,
-                 repeats=args.repeats,
-                 steps=args.steps, threads=args.threads, log=log)
+    try:
+        data = load("fashion-mnist", subset=max(check_int(args.batch_size, "--batch-size"), 1000), flatten=False)
+        x, y = data.x_train[:args.batch_size].clone(), data.y_train[:args.batch_size].clone()
+        result = run(x, y, network=args.network, width=args.width, densities=args.densities,
+                     repeats=args.repeats, steps=args.steps, threads=args.threads, log=log)
+    except (ValueError, DatasetNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     print(json.dumps(result, indent=1) if args.json else summary(result))
     return 0
 

@@ -36,6 +36,8 @@ from collections.abc import Callable, Sequence
 import torch
 
 from swatlib import machine
+from swatlib.checks import check_choice, check_int
+from swatlib.densities import epsilon_to_density
 from swatlib.dropout import relu_dropout
 from swatlib.sparse import SparseLinear, native
 
@@ -86,7 +88,13 @@ def measure(width: int, *, epsilon: float = 1.0, micro_batches: Sequence[int] = 
 def run(width: int, *, epsilon: float = 1.0, micro_batches: Sequence[int] = MICRO_BATCHES, repeats: int = 3,
         huge_pages: str = "both") -> dict:
     """The measurement in fresh processes: without huge pages, with them, or both (one after the other)."""
-    modes = {"off": [False], "on": [True], "both": [False, True]}[huge_pages]
+    for name, value in (("width", width), ("repeats", repeats)):
+        check_int(value, name)
+    epsilon_to_density(epsilon, width, width)  # refuses a bad epsilon before any process starts
+    for batch in micro_batches:
+        check_int(batch, "micro_batches")
+    modes = {"off": [False], "on": [True], "both": [False, True]}[check_choice(huge_pages, ("off", "on", "both"),
+                                                                               "huge_pages")]
     load_before = machine.load_average()
     results = []
     for enabled in modes:
@@ -128,7 +136,7 @@ def summary(result: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--width", type=int, default=5_000_000, help="neurons of both sides (default 5,000,000)")
     parser.add_argument("--epsilon", type=float, default=1.0)
@@ -139,18 +147,23 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--in-process", action="store_true", help=argparse.SUPPRESS)  # one measurement, as JSON
     args = parser.parse_args(argv)
     try:
-        micro_batches = [int(value) for value in args.micro_batches.split(",")]
-    except ValueError:
-        micro_batches = []
-    if not micro_batches or min(micro_batches) < 1 or args.width < 1 or args.repeats < 1:
-        parser.error("--width, --repeats and every --micro-batches value must be positive integers")
-    if args.in_process:
-        print(json.dumps(measure(args.width, epsilon=args.epsilon, micro_batches=micro_batches, repeats=args.repeats)))
-        return
-    result = run(args.width, epsilon=args.epsilon, micro_batches=micro_batches, repeats=args.repeats,
-                 huge_pages=args.huge_pages)
+        try:
+            micro_batches = [int(value) for value in args.micro_batches.split(",")]
+        except ValueError:
+            raise ValueError(f"--micro-batches must be comma-separated positive integers, "
+                             f"got {args.micro_batches!r}") from None
+        if args.in_process:  # run() below has checked every argument
+            print(json.dumps(measure(args.width, epsilon=args.epsilon, micro_batches=micro_batches,
+                                     repeats=args.repeats)))
+            return 0
+        result = run(args.width, epsilon=args.epsilon, micro_batches=micro_batches, repeats=args.repeats,
+                     huge_pages=args.huge_pages)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     print(json.dumps(result) if args.json else summary(result))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -6,6 +6,7 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
 from swatlib.sparse import native
@@ -13,10 +14,15 @@ from swatlib.sparse import native
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "csr_kernels.py"
 
 
-def test_reports_every_kernel_of_every_layer():
+@pytest.fixture(scope="module")
+def bench():
     spec = importlib.util.spec_from_file_location("benchmarks_csr_kernels", SCRIPT)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_reports_every_kernel_of_every_layer(bench):
     threads = torch.get_num_threads()
     result = json.loads(json.dumps(bench.run([(30, 20), (20, 20)], epsilon=2.0, batch=9, calls=2, repeats=1)))
     assert torch.get_num_threads() == threads
@@ -27,3 +33,13 @@ def test_reports_every_kernel_of_every_layer():
             assert (layer[kernel]["native_over_torch"] is not None) == native.available()
         assert layer["dropout"]["former_rand_like"] > 0
     assert "grad_weight" in bench.summary(result)
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--calls", "0"], "error: calls must be a positive integer, got 0"),
+    (["--repeats", "-1"], "error: repeats must be a positive integer, got -1"),
+])
+def test_bad_arguments_are_one_line_and_status_2_before_any_timing(bench, capsys, arguments, message):
+    assert bench.main(arguments) == 2
+    captured = capsys.readouterr()
+    assert captured.err.strip() == message and captured.out == ""

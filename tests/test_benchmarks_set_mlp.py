@@ -103,6 +103,13 @@ def test_unknown_or_missing_variant_is_an_error(bench):
         bench.build("sparselab", SIZES, EPSILON, 0, sparselab=None)
 
 
+def test_cli_bad_repeats_is_one_line_and_status_2_before_loading_data(bench, capsys):
+    assert bench.main(["--repeats", "0", "--no-memory"]) == 2
+    assert capsys.readouterr().err.strip() == "error: repeats must be a positive integer, got 0"
+    with pytest.raises(ValueError, match="repeats must be a positive integer"):
+        bench.run_speed(torch.zeros(4, 784), torch.zeros(4, dtype=torch.long), repeats=0)
+
+
 def test_sparselab_variant_if_installed(bench, data):
     sparselab = bench.import_sparselab()
     if sparselab is None:

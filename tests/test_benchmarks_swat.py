@@ -58,3 +58,21 @@ def test_summary_names_the_machine_and_every_variant(bench, result):
     text = bench.summary(result)
     assert result["environment"]["torch"] in text
     assert all(name in text for name in result["variants"])
+
+
+@pytest.mark.parametrize("arguments, match", [
+    (dict(repeats=0), "repeats must be a positive integer, got 0"),
+    (dict(steps=0), "steps must be a positive integer, got 0"),
+    (dict(threads=0), "threads must be a positive integer, got 0"),
+    (dict(warmup=-1), "warmup must be an integer >= 0, got -1"),
+    (dict(densities=(0.5, 0.0)), r"densities must be in \(0, 1\]"),
+])
+def test_bad_arguments_are_refused_before_any_model_is_built(bench, arguments, match):
+    x, y = torch.zeros(2, 1, 28, 28), torch.zeros(2, dtype=torch.long)
+    with pytest.raises(ValueError, match=match):
+        bench.run(x, y, **{"width": 2, "repeats": 1, "steps": 1, "warmup": 0, **arguments})
+
+
+def test_cli_bad_batch_size_is_one_line_and_status_2(bench, capsys):
+    assert bench.main(["--batch-size", "-5"]) == 2
+    assert capsys.readouterr().err.strip() == "error: --batch-size must be a positive integer, got -5"

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "wide_layer.py"
 
 
@@ -31,8 +33,14 @@ def test_reports_every_kernel_with_and_without_huge_pages():
     assert "off / on" in bench.summary(result)
 
 
-def test_bad_micro_batches_are_a_one_line_error():
-    completed = subprocess.run([sys.executable, str(SCRIPT), "--micro-batches", "16,x"], capture_output=True,
-                               text=True, timeout=120)
+@pytest.mark.parametrize("arguments, message", [
+    (["--micro-batches", "16,x"], "error: --micro-batches must be comma-separated positive integers, got '16,x'"),
+    (["--micro-batches", "16,0"], "error: micro_batches must be a positive integer, got 0"),
+    (["--width", "0"], "error: width must be a positive integer, got 0"),
+    (["--epsilon", "0"], "error: epsilon must be a finite number > 0, got 0.0"),
+    (["--repeats", "0"], "error: repeats must be a positive integer, got 0"),
+])
+def test_bad_arguments_are_a_one_line_error_before_any_process(arguments, message):
+    completed = subprocess.run([sys.executable, str(SCRIPT), *arguments], capture_output=True, text=True, timeout=120)
     assert completed.returncode == 2
-    assert "must be positive integers" in completed.stderr.strip().splitlines()[-1]
+    assert completed.stderr.strip() == message
