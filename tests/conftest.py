@@ -1,11 +1,19 @@
 """Shared test setup."""
 
+import signal
 from pathlib import Path
 
 import pytest
 import torch
 
 from swatlib.data import _files
+
+# A shell starts a background job (`make test &`, `nohup ... &`) with SIGINT ignored, and every process
+# it starts inherits that: the Ctrl-C tests' runs would then never see their SIGINT and fail after
+# their deadlines. The tests are about what a run does on Ctrl-C, so give their processes the default
+# handler (KeyboardInterrupt) whatever the shell did.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True)
