@@ -175,3 +175,19 @@ def test_build_specs_validates_variants(variant, match):
     with pytest.raises(ValueError, match=match):
         tb.build_specs(profile="test", seeds=[0], variants=[variant], corpus={}, model={}, train={"steps": 10, "eval_every": 5},
                        cap=1.0, kind="masked", timing_variants=[])
+
+
+@pytest.mark.parametrize("arguments, match", [
+    ({"seeds": []}, "seeds must list at least one seed"),
+    ({"seeds": [0, -1]}, "seeds must be an integer >= 0, got -1"),
+    ({"kind": "swat"}, "kind must be one of masked, sparse, got 'swat'"),
+    ({"cap": -1}, r"cap must be a finite number with cap × steps >= eval_every \(5\), got -1"),
+    ({"cap": 0.4}, "cap must be a finite number"),
+    ({"cap": float("inf")}, "cap must be a finite number"),
+    ({"train": {"steps": 0, "eval_every": 5}}, "train: steps must be a positive integer, got 0"),
+])
+def test_build_specs_refuses_bad_study_settings_before_anything_trains(arguments, match):
+    settings = dict(profile="test", seeds=[0], variants=[{"method": "rigl", "density": 0.2}], corpus={}, model={},
+                    train={"steps": 10, "eval_every": 5}, cap=1.5, kind="masked", timing_variants=[])
+    with pytest.raises(ValueError, match=match):
+        tb.build_specs(**{**settings, **arguments})

@@ -45,12 +45,13 @@ import math
 import os
 import time
 from collections.abc import Callable, Sequence
+from numbers import Real
 from typing import Any
 
 import torch
 
 from swatlib.cache import ResultsCache
-from swatlib.checks import check_choice
+from swatlib.checks import check_choice, check_int
 from swatlib.costmodel.transformer import (model_densities, model_shape, model_topk, rigl_growth_flops,
                                            transformer_ledger)
 from swatlib.data import wordnet
@@ -273,9 +274,20 @@ def build_specs(*, profile: str, seeds: Sequence[int], variants: Sequence[dict[s
     Raises
     ------
     ValueError
-        For an unknown method, a density outside (0, 1], or a densifying variant whose
-        ``initial_density`` is missing or above its ``density``.
+        For no seed or a negative one, an unknown kind or method, a density outside (0, 1], a
+        densifying variant whose ``initial_density`` is missing or above its ``density``, or a cap
+        that leaves the variants less than one evaluation interval — before anything trains.
     """
+    seeds = [check_int(seed, "seeds", 0) for seed in seeds]
+    if not seeds:
+        raise ValueError("seeds must list at least one seed, got none")
+    check_choice(kind, ("masked", "sparse"), "kind")
+    for name in ("steps", "eval_every"):
+        check_int(train[name], f"train: {name}")
+    if (isinstance(cap, bool) or not isinstance(cap, Real) or not math.isfinite(cap)
+            or cap * train["steps"] < train["eval_every"]):
+        raise ValueError(f"cap must be a finite number with cap × steps >= eval_every ({train['eval_every']}), "
+                         f"got {cap!r}")
     for variant in [*variants, *timing_variants]:
         check_choice(variant.get("method"), METHODS, "variants: method")
         check_density(variant.get("density"), "variants: density")
