@@ -12,7 +12,7 @@ from collections.abc import Collection, Iterable
 from numbers import Integral
 from typing import TypeVar
 
-__all__ = ["check_choice", "check_choices", "check_int"]
+__all__ = ["check_choice", "check_choices", "check_int", "check_seeds"]
 
 T = TypeVar("T")
 
@@ -32,6 +32,20 @@ def check_int(value: int, name: str, minimum: int = 1, below: int | None = None)
             bound = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
         raise ValueError(f"{name} must be {bound}, got {value!r}")
     return int(value)
+
+
+def check_seeds(seeds: Iterable[int]) -> list[int]:
+    """Return ``seeds`` as a list of plain ints if it names at least one seed, each an integer >= 0
+    and none twice, else raise a ValueError.
+
+    A repeated seed would train the same run twice and count it twice in a mean ± std over seeds.
+    """
+    seeds = [check_int(seed, "each seed", 0) for seed in seeds]
+    if not seeds:
+        raise ValueError("seeds must list at least one seed, got none")
+    if len(set(seeds)) < len(seeds):
+        raise ValueError(f"seeds must be distinct, got {seeds}")
+    return seeds
 
 
 def check_choice(value: T, choices: Collection, name: str) -> T:

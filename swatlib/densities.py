@@ -27,6 +27,7 @@ from swatlib.checks import check_choice, check_int
 __all__ = [
     "DISTRIBUTIONS",
     "check_density",
+    "density_of_sparsity_percent",
     "distribute",
     "epsilon_to_density",
     "scaled_densities",
@@ -43,6 +44,15 @@ def check_density(density: float, name: str = "density") -> float:
         raise ValueError(f"{name} must be in (0, 1] (the kept fraction; sparsity = 1 - density), "
                          f"got {density!r}")
     return float(density)
+
+
+def density_of_sparsity_percent(sparsity: float, name: str = "sparsity") -> float:
+    """``1 − sparsity / 100`` (rounded to 6 decimals, so that 90 % gives exactly 0.1) for a sparsity
+    given in percent, as the SWAT paper's figures and tables give it; a ValueError naming it unless
+    it lies in [0, 100)."""
+    if isinstance(sparsity, bool) or not isinstance(sparsity, Real) or not 0.0 <= sparsity < 100.0:
+        raise ValueError(f"{name} must be in [0, 100) (percent of the weights removed), got {sparsity!r}")
+    return round(1 - sparsity / 100, 6)
 
 
 def epsilon_to_density(epsilon: float, n_in: int, n_out: int) -> float:

@@ -5,7 +5,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from swatlib.checks import check_choice, check_choices, check_int
+from swatlib.checks import check_choice, check_choices, check_int, check_seeds
+from swatlib.densities import density_of_sparsity_percent
 
 NAMES = ("uniform", "erk", "er")
 
@@ -71,3 +72,31 @@ def test_check_int_accepts_exactly_the_range_and_names_it(value, minimum, below)
     bound = (f"an integer in [{minimum}, {below})" if below is not None
              else "a positive integer" if minimum == 1 else f"an integer >= {minimum}")
     assert str(raised.value) == f"seed must be {bound}, got {value!r}"
+
+
+@given(st.lists(st.integers(0, 2**40), unique=True, min_size=1))
+def test_distinct_non_negative_seeds_come_back_as_plain_ints(seeds):
+    assert check_seeds(np.array(seeds, dtype=np.int64)) == seeds
+
+
+@pytest.mark.parametrize("seeds, message", [
+    ([], "seeds must list at least one seed, got none"),
+    ([0, -1], "each seed must be an integer >= 0, got -1"),
+    ([0, 1.0], "each seed must be an integer >= 0, got 1.0"),
+    ([2, 0, 2], "seeds must be distinct, got [2, 0, 2]"),
+])
+def test_bad_seeds_are_refused(seeds, message):
+    with pytest.raises(ValueError) as raised:
+        check_seeds(seeds)
+    assert str(raised.value) == message
+
+
+@pytest.mark.parametrize("sparsity, density", [(0, 1.0), (50, 0.5), (90, 0.1), (99.9, 0.001)])
+def test_a_sparsity_in_percent_gives_its_density_exactly(sparsity, density):
+    assert density_of_sparsity_percent(sparsity) == density
+
+
+@pytest.mark.parametrize("bad", [100, 150, -1, float("nan"), "90", True])
+def test_a_sparsity_outside_0_to_100_percent_is_named(bad):
+    with pytest.raises(ValueError, match=r"sparsities must be in \[0, 100\) \(percent of the weights removed\)"):
+        density_of_sparsity_percent(bad, "sparsities")

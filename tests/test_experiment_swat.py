@@ -279,3 +279,20 @@ def test_the_same_networks_train_on_cifar10_when_its_files_are_present(tmp_path,
         swat.make_spec("dense", dataset="mnist")
     with pytest.raises(ValueError, match="3072"):
         swat.make_spec("dense", model="mlp", sizes=[784, 10], dataset="cifar10")
+
+
+@pytest.mark.parametrize("batch_size", [0, -3, 2.0])
+def test_memory_measurements_refuse_a_bad_batch_size_before_loading_data(batch_size):
+    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+        tables.measurement_batch(batch_size)
+    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+        swat.peak_memory(["conv4"], [0.5], batch_size=batch_size)
+
+
+def test_spec_builders_refuse_empty_or_repeated_seeds():
+    with pytest.raises(ValueError, match="seeds must list at least one seed"):
+        swat.method_specs(["dense"], [0.2], [], **TINY)
+    with pytest.raises(ValueError, match="seeds must be distinct"):
+        swat.period_specs([1], 0.2, [3, 3], **TINY)
+    with pytest.raises(ValueError, match=r"sparsities must be in \[0, 100\)"):
+        swat.sensitivity_specs(["swat"], [100], [0], **TINY)

@@ -179,7 +179,8 @@ def test_build_specs_validates_variants(variant, match):
 
 @pytest.mark.parametrize("arguments, match", [
     ({"seeds": []}, "seeds must list at least one seed"),
-    ({"seeds": [0, -1]}, "seeds must be an integer >= 0, got -1"),
+    ({"seeds": [0, -1]}, "each seed must be an integer >= 0, got -1"),
+    ({"seeds": [1, 1]}, r"seeds must be distinct, got \[1, 1\]"),
     ({"kind": "swat"}, "kind must be one of masked, sparse, got 'swat'"),
     ({"cap": -1}, r"cap must be a finite number with cap × steps >= eval_every \(5\), got -1"),
     ({"cap": 0.4}, "cap must be a finite number"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import pandas as pd
 
 from swatlib.costmodel import PUBLISHED, analyse
+from swatlib.densities import density_of_sparsity_percent
 
 __all__ = ["cost_grid", "flop_reduction_table", "memory_ranges", "reported_comparison"]
 
@@ -25,7 +26,7 @@ def cost_grid(archs: list[str], methods: list[str], sparsities: list[float], *,
         for method in methods:
             for sparsity in sparsities:
                 for index_format in index_formats:
-                    report = analyse(arch, method, round(1 - sparsity / 100, 6),
+                    report = analyse(arch, method, density_of_sparsity_percent(sparsity, "sparsities"),
                                      index_format=index_format, batch_size=batch_size)
                     rows.append({"sparsity": sparsity, **report.as_dict()})
     return pd.DataFrame(rows)

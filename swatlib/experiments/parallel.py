@@ -20,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 
-from swatlib.checks import check_choice
+from swatlib.checks import check_choice, check_seeds
 from swatlib.experiments import runs
 from swatlib.experiments import truly_sparse as ts
 from swatlib.experiments.runs import ABSENT
@@ -130,6 +130,7 @@ def table3_specs(datasets: Iterable[str], *, workers: int, seeds: Sequence[int],
                  overrides: str | dict | None, algorithms: Sequence[str] = ("sequential", "wassp", "wasap"),
                  pruning: Sequence[bool] = (False, True), **options: Any) -> list[dict[str, Any]]:
     """Table 3: each algorithm (sequential, WASSP-SGD, WASAP-SGD), without and with Importance Pruning."""
+    seeds = check_seeds(seeds)
     return [make_spec(dataset, ip, seed=seed, profile=profile, overrides=overrides, algorithm=algorithm,
                       workers=workers, **options)
             for dataset in datasets for algorithm in algorithms for ip in pruning for seed in seeds]

@@ -55,8 +55,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-from swatlib.checks import check_choice, check_int
-from swatlib.densities import check_density
+from swatlib.checks import check_choice, check_int, check_seeds
+from swatlib.densities import check_density, density_of_sparsity_percent
 from swatlib.costmodel import (MeasuredLedger, MethodOptions, TopKCost, backward_memory,
                                layer_table, nominal_ledger, plan)
 from swatlib.experiments import runs
@@ -185,7 +185,7 @@ def method_specs(methods: Iterable[str], densities: Iterable[float], seeds: Iter
                  **setup: Any) -> list[dict[str, Any]]:
     """Every method at every density and seed (dense once per seed), for notebook 31."""
     densities, specs = list(densities), []
-    for seed in seeds:
+    for seed in check_seeds(seeds):
         for method in methods:
             for density in (densities if get_method(method).sparse else [1.0]):
                 specs.append(make_spec(method, density, seed=seed, **setup))
@@ -196,11 +196,11 @@ def sensitivity_specs(modes: Iterable[str], sparsities: Iterable[float], seeds: 
                       **setup: Any) -> list[dict[str, Any]]:
     """Paper Fig. 2: SWAT-U in each mode at each sparsity (%), plus dense, per seed."""
     sparsities, specs = list(sparsities), []
-    for seed in seeds:
+    for seed in check_seeds(seeds):
         specs.append(make_spec("dense", seed=seed, **setup))
         for mode in modes:
             for sparsity in sparsities:
-                specs.append(make_spec("swat-u", round(1 - sparsity / 100, 6), mode=mode,
+                specs.append(make_spec("swat-u", density_of_sparsity_percent(sparsity, "sparsities"), mode=mode,
                                        seed=seed, **setup))
     return specs
 
@@ -209,7 +209,7 @@ def period_specs(periods: Iterable[int], density: float, seeds: Iterable[int],
                  **setup: Any) -> list[dict[str, Any]]:
     """SWAT-U (mode ``swat``) at one density with each Top-K recompute period, per seed."""
     return [make_spec("swat-u", density, period=int(p), seed=seed, **setup)
-            for seed in seeds for p in periods]
+            for seed in check_seeds(seeds) for p in periods]
 
 
 class RunResult(runs.RunResult):
@@ -467,7 +467,7 @@ def peak_memory(networks: Sequence[str], densities: Sequence[float], *, batch_si
     peak, of the saved bytes and of the prediction against the same network's dense row
     (density 1 is always measured).
     """
-    data = runs.load_dataset("fashion-mnist", max(batch_size, 1000), flatten=False)
+    data = runs.load_dataset("fashion-mnist", max(check_int(batch_size, "batch_size"), 1000), flatten=False)
     x, y = data.x_train[:batch_size].clone(), data.y_train[:batch_size].clone()
     rows = []
     for network in networks:

@@ -25,6 +25,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from swatlib.checks import check_int
 from swatlib.costmodel import PUBLISHED, backward_memory, layer_table, plan
 from swatlib.data import load
 from swatlib.models import SmallCNN
@@ -237,9 +238,10 @@ def flops_table(curve: pd.DataFrame) -> pd.DataFrame:
 # Memory (notebook 32)
 
 
-def measurement_batch(batch_size: int = BATCH_SIZE, subset: Any = 2000) -> torch.Tensor:
-    """The first ``batch_size`` training images of Fashion-MNIST (standardised, N×1×28×28)."""
-    data = load("fashion-mnist", subset=subset, flatten=False)
+def measurement_batch(batch_size: int = BATCH_SIZE) -> torch.Tensor:
+    """The first ``batch_size`` training images of a Fashion-MNIST subset of at least 2,000
+    (standardised, N×1×28×28)."""
+    data = load("fashion-mnist", subset=max(check_int(batch_size, "batch_size"), 2000), flatten=False)
     # A copy: a slice would share the whole training tensor's storage, which the saved-tensor
     # meter (counting storages) would then count in full as the first layer's saved input.
     return data.x_train[:batch_size].clone()

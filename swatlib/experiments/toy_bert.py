@@ -51,7 +51,7 @@ from typing import Any
 import torch
 
 from swatlib.cache import ResultsCache
-from swatlib.checks import check_choice, check_int
+from swatlib.checks import check_choice, check_int, check_seeds
 from swatlib.costmodel.transformer import (model_densities, model_shape, model_topk, rigl_growth_flops,
                                            transformer_ledger)
 from swatlib.data import wordnet
@@ -278,9 +278,7 @@ def build_specs(*, profile: str, seeds: Sequence[int], variants: Sequence[dict[s
         densifying variant whose ``initial_density`` is missing or above its ``density``, or a cap
         that leaves the variants less than one evaluation interval — before anything trains.
     """
-    seeds = [check_int(seed, "seeds", 0) for seed in seeds]
-    if not seeds:
-        raise ValueError("seeds must list at least one seed, got none")
+    seeds = check_seeds(seeds)
     check_choice(kind, ("masked", "sparse"), "kind")
     for name in ("steps", "eval_every"):
         check_int(train[name], f"train: {name}")

@@ -36,7 +36,7 @@ from typing import Any
 
 import torch
 
-from swatlib.checks import check_choice, check_choices
+from swatlib.checks import check_choice, check_choices, check_seeds
 from swatlib.experiments import runs
 from swatlib.experiments.runs import ABSENT
 from swatlib.experiments.truly_sparse_profiles import PROFILE_OVERRIDES
@@ -209,7 +209,7 @@ def table2_specs(
     """Specs of Table 2: every dataset × variant (default: the paper's six) × seed."""
     from swatlib.experiments.truly_sparse_reported import VARIANTS
 
-    variants = list(VARIANTS if variants is None else variants)
+    variants, seeds = list(VARIANTS if variants is None else variants), check_seeds(seeds)
     return [make_spec(d, m, a, ip, seed=seed, profile=profile, overrides=overrides)
             for d in datasets for (m, a, ip) in variants for seed in seeds
             if m != "dense" or settings(d, overrides)["run_dense"]]
@@ -224,6 +224,7 @@ def slope_specs(
     overrides: dict[str, dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """Specs of Table 5: SET-MLP with ReLU, then All-ReLU at each slope, without pruning."""
+    seeds = check_seeds(seeds)
     specs = [make_spec(dataset, "set", "relu", False, seed=s, profile=profile, overrides=overrides)
              for s in seeds]
     return specs + [make_spec(dataset, "set", "all_relu", False, seed=s, profile=profile,
