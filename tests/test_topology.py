@@ -264,3 +264,15 @@ def test_truly_sparse_rigl_update_never_holds_a_dense_matrix():
     nnz, grown, peak_increase = map(int, done.stdout.split())
     assert nnz == 4_000_000 and grown > 100_000
     assert peak_increase < 800 * 2**20, f"peak RSS grew by {peak_increase / 2**20:.0f} MB during the update"
+
+
+@pytest.mark.parametrize("layers, match", [
+    ([], "layers must name at least one layer to manage"),
+    ([nn.Linear(3, 3)], r"layers\[0\] \(Linear\) lacks connections, set_connections.*wrap a stock layer in MaskedWeight"),
+    (SparseLinear(4, 3, density=0.5), r"layers must be a sequence of layers, got a SparseLinear: pass \[layer\]"),
+    (SparseMLP([4, 3, 2], epsilon=1), "layers must be a sequence of layers, got a SparseMLP: .*evolvable_layers"),
+])
+def test_topology_algorithms_name_what_is_wrong_with_their_layers(layers, match):
+    for build in (lambda: SET(layers), lambda: RigL(layers, t_end=10)):
+        with pytest.raises(ValueError, match=match):
+            build()

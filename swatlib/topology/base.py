@@ -87,7 +87,11 @@ class ConnectionMap:
 
 def check_connection_layers(layers: Sequence[Any]) -> list[Any]:
     """Return ``layers`` as a list if each has the connection interface, else raise naming the culprit."""
-    layers = list(layers)
+    try:
+        layers = list(layers)
+    except TypeError:  # a model or a single layer: nn.Module is not iterable (nn.Sequential is)
+        raise ValueError(f"layers must be a sequence of layers, got a {type(layers).__name__}: pass "
+                         f"[layer], or evolvable_layers(model) for an MLP") from None
     if not layers:
         raise ValueError("layers must name at least one layer to manage")
     for index, layer in enumerate(layers):
