@@ -1,9 +1,8 @@
 """Argument checks shared by the whole package, so that every bad argument gets the same wording.
 
 A density has its own check next to the rules that use it (:func:`swatlib.densities.check_density`);
-these are the generic ones: an integer in a range (a size, a count, a period, a seed), and one name
-or several names from a fixed set.
-Pure Python: no torch needed.
+these are the generic ones: an integer in a range (a size, a count, a period), a list of seeds, and
+one name or several names from a fixed set. Pure Python: no torch needed.
 """
 
 from __future__ import annotations
