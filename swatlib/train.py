@@ -208,8 +208,8 @@ def fit(
         :func:`gradient_flow`); and, for models that report them, ``nnz`` and ``hidden_neurons``
         after the epoch.
     """
-    if epochs < 1 or batch_size < 1:
-        raise ValueError(f"epochs and batch_size must be >= 1, got {epochs} and {batch_size}")
+    check_int(epochs, "epochs")
+    check_int(batch_size, "batch_size")
     topology = _check_topology(topology)
     if not hasattr(task, "loss"):
         task = Classification(task)

@@ -133,8 +133,11 @@ def test_fit_stops_after_the_first_epoch_that_meets_stop_when_and_keeps_the_full
 
 
 def test_fit_rejects_bad_schedule():
-    with pytest.raises(ValueError, match="epochs"):
+    with pytest.raises(ValueError, match="epochs must be a positive integer, got 0"):
         fit(MLP([2, 2]), _data(features=2, classes=2), None, epochs=0, batch_size=1,
+            generator=torch.Generator())
+    with pytest.raises(ValueError, match="batch_size must be a positive integer, got 2.5"):
+        fit(MLP([2, 2]), _data(features=2, classes=2), None, epochs=1, batch_size=2.5,
             generator=torch.Generator())
 
 

@@ -231,3 +231,13 @@ def test_ppmi_svd_embedding_groups_tokens_that_share_contexts():
     assert torch.equal(emb, again)
     with pytest.raises(ValueError, match="width"):
         wordnet.ppmi_svd_embedding(ids, 16, 17)
+
+
+@pytest.mark.parametrize("width, window, match", [
+    (0, 1, r"width \(at most the vocabulary size\) must be an integer in \[1, 17\), got 0"),
+    (17, 1, r"width \(at most the vocabulary size\) must be an integer in \[1, 17\), got 17"),
+    (4, 0, "window must be a positive integer, got 0"),
+])
+def test_ppmi_svd_embedding_refuses_a_bad_width_or_window(width, window, match):
+    with pytest.raises(ValueError, match=match):
+        wordnet.ppmi_svd_embedding([[1, 2, 3]], 16, width, window=window)

@@ -305,10 +305,8 @@ def ppmi_svd_embedding(ids: list, vocab_size: int, width: int, *, window: int = 
     import torch
     from sklearn.utils.extmath import randomized_svd
 
-    if not 1 <= width <= vocab_size:
-        raise ValueError(f"width must lie in [1, vocab_size={vocab_size}], got {width!r}")
-    if window < 1:
-        raise ValueError(f"window must be >= 1, got {window!r}")
+    check_int(width, "width (at most the vocabulary size)", 1, vocab_size + 1)
+    check_int(window, "window")
     stream = np.fromiter((t for gloss in ids for t in gloss), dtype=np.int64)
     owner = np.repeat(np.arange(len(ids)), [len(gloss) for gloss in ids])
     counts = np.zeros(vocab_size * vocab_size, dtype=np.float64)
