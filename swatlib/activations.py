@@ -23,15 +23,13 @@ authors used): the right threshold is ``t_left + |t_right|``, so it never crosse
 
 from __future__ import annotations
 
-import math
-from numbers import Real
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn import LeakyReLU, ReLU
 
-from swatlib.checks import check_choice, check_int
+from swatlib.checks import check_choice, check_int, check_number
 from swatlib.optim import replace_parameter
 
 __all__ = ["ACTIVATIONS", "AllReLU", "LeakyReLU", "ReLU", "SReLU", "make_activation"]
@@ -41,9 +39,7 @@ ACTIVATIONS = ("relu", "leaky_relu", "all_relu", "srelu")
 
 
 def _check_alpha(alpha: float) -> float:
-    if isinstance(alpha, bool) or not isinstance(alpha, Real) or not 0.0 <= alpha < math.inf:
-        raise ValueError(f"alpha must be a finite number >= 0, got {alpha!r}")
-    return float(alpha)
+    return check_number(alpha, "alpha", 0)
 
 
 class AllReLU(nn.Module):

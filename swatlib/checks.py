@@ -1,17 +1,18 @@
 """Argument checks shared by the whole package, so that every bad argument gets the same wording.
 
-A density has its own check next to the rules that use it (:func:`swatlib.densities.check_density`);
-these are the generic ones: an integer in a range (a size, a count, a period), a list of seeds, and
+The generic ones: an integer in a range (a size, a count, a period), a finite number in a range (a
+fraction, a slope, a percentile; :func:`swatlib.densities.check_density` is one), a list of seeds, and
 one name or several names from a fixed set. Pure Python: no torch needed.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection, Iterable
-from numbers import Integral
+from numbers import Integral, Real
 from typing import TypeVar
 
-__all__ = ["check_choice", "check_choices", "check_int", "check_seeds"]
+__all__ = ["check_choice", "check_choices", "check_int", "check_number", "check_seeds"]
 
 T = TypeVar("T")
 
@@ -31,6 +32,31 @@ def check_int(value: int, name: str, minimum: int = 1, below: int | None = None)
             bound = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
         raise ValueError(f"{name} must be {bound}, got {value!r}")
     return int(value)
+
+
+def check_number(value: float, name: str, low: float | None = None, high: float | None = None, *,
+                 open_low: bool = False, open_high: bool = False, meaning: str | None = None) -> float:
+    """Return ``value`` as a float if it is a finite real number within the bounds, else raise a
+    ValueError naming it and the range.
+
+    ``low`` / ``high`` bound it (``None``: no bound), inclusive unless ``open_low`` / ``open_high``.
+    ``meaning`` is added to the message in parentheses. Bools, NaN, infinities, numeric strings and
+    tensors are refused.
+    """
+    inside = (not isinstance(value, bool) and isinstance(value, Real) and math.isfinite(value)
+              and (low is None or (value > low if open_low else value >= low))
+              and (high is None or (value < high if open_high else value <= high)))
+    if not inside:
+        if low is not None and high is not None:
+            bound = f"in {'(' if open_low else '['}{low:g}, {high:g}{')' if open_high else ']'}"
+        elif low is not None:
+            bound = f"a finite number {'>' if open_low else '>='} {low:g}"
+        elif high is not None:
+            bound = f"a finite number {'<' if open_high else '<='} {high:g}"
+        else:
+            bound = "a finite number"
+        raise ValueError(f"{name} must be {bound}" + (f" ({meaning})" if meaning else "") + f", got {value!r}")
+    return float(value)
 
 
 def check_seeds(seeds: Iterable[int]) -> list[int]:

@@ -20,9 +20,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from numbers import Real
 
-from swatlib.checks import check_choice, check_int
+from swatlib.checks import check_choice, check_int, check_number
 
 __all__ = [
     "DISTRIBUTIONS",
@@ -40,19 +39,14 @@ DISTRIBUTIONS = ("uniform", "erk", "er")
 
 def check_density(density: float, name: str = "density") -> float:
     """Return ``density`` as a float if it is a number in (0, 1], else raise a ValueError naming it."""
-    if isinstance(density, bool) or not isinstance(density, Real) or not 0.0 < density <= 1.0:
-        raise ValueError(f"{name} must be in (0, 1] (the kept fraction; sparsity = 1 - density), "
-                         f"got {density!r}")
-    return float(density)
+    return check_number(density, name, 0, 1, open_low=True, meaning="the kept fraction; sparsity = 1 - density")
 
 
 def density_of_sparsity_percent(sparsity: float, name: str = "sparsity") -> float:
     """``1 − sparsity / 100`` (rounded to 6 decimals, so that 90 % gives exactly 0.1) for a sparsity
     given in percent, as the SWAT paper's figures and tables give it; a ValueError naming it unless
     it lies in [0, 100)."""
-    if isinstance(sparsity, bool) or not isinstance(sparsity, Real) or not 0.0 <= sparsity < 100.0:
-        raise ValueError(f"{name} must be in [0, 100) (percent of the weights removed), got {sparsity!r}")
-    return round(1 - sparsity / 100, 6)
+    return round(1 - check_number(sparsity, name, 0, 100, open_high=True, meaning="percent of the weights removed") / 100, 6)
 
 
 def epsilon_to_density(epsilon: float, n_in: int, n_out: int) -> float:
@@ -70,8 +64,7 @@ def epsilon_to_density(epsilon: float, n_in: int, n_out: int) -> float:
     ValueError
         If ``epsilon`` is not a positive number or a size is not a positive integer.
     """
-    if isinstance(epsilon, bool) or not isinstance(epsilon, Real) or not 0 < epsilon < math.inf:
-        raise ValueError(f"epsilon must be a finite number > 0, got {epsilon!r}")
+    check_number(epsilon, "epsilon", 0, open_low=True)
     check_int(n_in, "n_in")
     check_int(n_out, "n_out")
     return min(1.0, epsilon * (n_in + n_out) / (n_in * n_out))

@@ -34,13 +34,12 @@ module with ``select_features`` belonging to the linear layer before it.
 
 from __future__ import annotations
 
-from numbers import Real
 
 import numpy as np
 import torch
 from torch import nn
 
-from swatlib.checks import check_choice
+from swatlib.checks import check_choice, check_number
 from swatlib.optim import replace_parameter
 from swatlib.sparse import MaskedLinear, SparseLinear
 
@@ -63,9 +62,7 @@ _LINEAR_TYPES = (nn.Linear, SparseLinear, MaskedLinear)
 
 def check_percentile(percentile: float) -> float:
     """Return ``percentile`` as a float if it lies in [0, 100), else raise a ValueError naming it."""
-    if isinstance(percentile, bool) or not isinstance(percentile, Real) or not 0.0 <= percentile < 100.0:
-        raise ValueError(f"percentile must be a number in [0, 100), got {percentile!r}")
-    return float(percentile)
+    return check_number(percentile, "percentile", 0, 100, open_high=True)
 
 
 @torch.no_grad()

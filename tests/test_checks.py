@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from swatlib.checks import check_choice, check_choices, check_int, check_seeds
+from swatlib.checks import check_choice, check_choices, check_int, check_number, check_seeds
 from swatlib.densities import density_of_sparsity_percent
 
 NAMES = ("uniform", "erk", "er")
@@ -100,3 +100,31 @@ def test_a_sparsity_in_percent_gives_its_density_exactly(sparsity, density):
 def test_a_sparsity_outside_0_to_100_percent_is_named(bad):
     with pytest.raises(ValueError, match=r"sparsities must be in \[0, 100\) \(percent of the weights removed\)"):
         density_of_sparsity_percent(bad, "sparsities")
+
+
+@given(st.floats(-3, 3), st.booleans(), st.booleans())
+def test_check_number_accepts_exactly_its_interval(value, open_low, open_high):
+    inside = (value > -1 if open_low else value >= -1) and (value < 1 if open_high else value <= 1)
+    if inside:
+        assert check_number(value, "alpha", -1, 1, open_low=open_low, open_high=open_high) == value
+        return
+    with pytest.raises(ValueError) as raised:
+        check_number(value, "alpha", -1, 1, open_low=open_low, open_high=open_high)
+    interval = f"{'(' if open_low else '['}-1, 1{')' if open_high else ']'}"
+    assert str(raised.value) == f"alpha must be in {interval}, got {value!r}"
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf"), True, "0.5", None, np.array([0.5])])
+def test_check_number_refuses_what_is_not_one_finite_real_number(bad):
+    with pytest.raises(ValueError, match="epsilon must be a finite number > 0"):
+        check_number(bad, "epsilon", 0, open_low=True)
+
+
+def test_check_number_words_half_bounded_ranges_and_meanings():
+    assert check_number(np.float32(0.25), "lr", 0) == 0.25
+    with pytest.raises(ValueError, match=r"^lr must be a finite number >= 0, got -1$"):
+        check_number(-1, "lr", 0)
+    with pytest.raises(ValueError, match=r"^x must be a finite number < 2, got 3$"):
+        check_number(3, "x", high=2, open_high=True)
+    with pytest.raises(ValueError, match=r"^density must be in \(0, 1\] \(the kept fraction\), got 0$"):
+        check_number(0, "density", 0, 1, open_low=True, meaning="the kept fraction")

@@ -96,7 +96,7 @@ def test_scaled_sizes_shrink_every_width_but_the_classes():
 
 @pytest.mark.parametrize("arguments, match", [
     ({"architecture": "65536-1M-2"}, "architecture must be one of 65536-0.5M-0.5M-2, .*, got '65536-1M-2'"),
-    ({"scale": 0.0}, r"scale must be a number in \(0, 1\]"),
+    ({"scale": 0.0}, r"scale must be in \(0, 1\], got 0.0"),
     ({"train_batches": 0}, r"train_batches \(None for all\) must be a positive integer, got 0"),
     ({"inference_batches": 1.5}, r"inference_batches \(None for all\) must be a positive integer"),
     ({"micro_batch_size": 0}, "micro_batch_size must be a positive integer"),

@@ -222,7 +222,7 @@ def test_averaging_keeps_exactly_the_target_from_the_union(k, nnz, seed, rule):
     ({"workers": 0}, "workers must be a positive integer"),
     ({"algorithm": "hogwild"}, "algorithm must be one of"),
     ({"schedule": "random"}, "schedule must be one of"),
-    ({"local_fraction": 1.0}, "local_fraction must be a number in [0, 1)"),
+    ({"local_fraction": 1.0}, "local_fraction must be in [0, 1), got 1.0"),
     ({"workers": 5}, "fewer than one batch"),
 ])
 def test_bad_input_fails_in_one_line_before_any_process_starts(options, message):

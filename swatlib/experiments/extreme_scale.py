@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 
 from swatlib import machine
-from swatlib.checks import check_choice, check_int
+from swatlib.checks import check_choice, check_int, check_number
 from swatlib.experiments import runs
 from swatlib.experiments.truly_sparse_reported import PAPER_SETTINGS
 from swatlib.models.mlp import SparseMLP
@@ -191,8 +191,7 @@ def scaled_sizes(architecture: str, scale: float = 1.0) -> tuple[int, ...]:
         For an unknown architecture (the message lists them) or a scale outside (0, 1].
     """
     check_choice(architecture, ARCHITECTURES, "architecture")
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 < scale <= 1:
-        raise ValueError(f"scale must be a number in (0, 1], got {scale!r}")
+    check_number(scale, "scale", 0, 1, open_low=True)
     sizes = ARCHITECTURES[architecture][0]
     return (*(max(2, round(n * scale)) for n in sizes[:-1]), sizes[-1])
 

@@ -49,7 +49,6 @@ import tempfile
 import time
 from collections.abc import Callable
 from datetime import timedelta
-from numbers import Real
 from typing import Any
 
 import torch
@@ -58,7 +57,7 @@ import torch.multiprocessing as mp
 
 from swatlib import machine
 from swatlib.atomic import atomic_write_bytes
-from swatlib.checks import check_choice, check_int
+from swatlib.checks import check_choice, check_int, check_number
 from swatlib.experiments import runs
 from swatlib.parallel import messages
 from swatlib.parallel.messages import (BASED_ON, LENGTH, STOP, TAG_GRADIENT, TAG_REPLICA, TAG_REPLY,
@@ -138,9 +137,7 @@ class Options:
         for name, low in (("workers", 1), ("overwrite_every", 1), ("warmup_epochs", 0), ("threads", 1),
                           ("chunk", messages.HEADER)):
             check_int(getattr(self, name), name, low)
-        fraction = self.local_fraction
-        if isinstance(fraction, bool) or not isinstance(fraction, Real) or not 0.0 <= fraction < 1.0:
-            raise ValueError(f"local_fraction must be a number in [0, 1), got {fraction!r}")
+        check_number(self.local_fraction, "local_fraction", 0, 1, open_high=True)
         if self.algorithm != "sequential" and self.threads != 1:
             raise ValueError("threads must be 1 for the parallel algorithms (one thread per process)")
 

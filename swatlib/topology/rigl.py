@@ -26,12 +26,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
-from numbers import Real
 from typing import Any
 
 import torch
 
-from swatlib.checks import check_int
+from swatlib.checks import check_int, check_number
 from swatlib.sparse import MaskedWeight
 from swatlib.sparse.erdos_renyi import flat_keys
 from swatlib.topology.base import ConnectionMap, TopologyAlgorithm, check_connection_layers
@@ -125,8 +124,7 @@ class RigL(TopologyAlgorithm):
                  block_elements: int = BLOCK_ELEMENTS) -> None:
         for name, value in (("t_end", t_end), ("delta_t", delta_t), ("block_elements", block_elements)):
             check_int(value, name)
-        if isinstance(alpha, bool) or not isinstance(alpha, Real) or not 0.0 <= alpha <= 1.0:
-            raise ValueError(f"alpha must be a number in [0, 1], got {alpha!r}")
+        check_number(alpha, "alpha", 0, 1)
         super().__init__(check_connection_layers(layers), optimizer=optimizer)
         self.t_end, self.delta_t, self.alpha = int(t_end), int(delta_t), float(alpha)
         self.block_elements = int(block_elements)

@@ -23,13 +23,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from numbers import Real
 from typing import Any
 
 import torch
 from torch import nn
 
-from swatlib.checks import check_choice, check_int
+from swatlib.checks import check_choice, check_int, check_number
 from swatlib.sparse import MaskedLinear, SparseLinear
 from swatlib.sparse.erdos_renyi import flat_keys, sample_free_positions
 from swatlib.sparse.init import draw_values
@@ -104,8 +103,7 @@ class SET(TopologyAlgorithm):
         optimizer: torch.optim.Optimizer | None = None,
         generator: torch.Generator | None = None,
     ) -> None:
-        if isinstance(zeta, bool) or not isinstance(zeta, Real) or not 0.0 <= zeta <= 1.0:
-            raise ValueError(f"zeta must be a number in [0, 1], got {zeta!r}")
+        check_number(zeta, "zeta", 0, 1)
         check_choice(regrow_init, REGROW_INITS, "regrow_init")
         super().__init__(check_connection_layers(layers), optimizer=optimizer, generator=generator)
         self.zeta = float(zeta)
