@@ -68,3 +68,15 @@ def test_module_runs_as_a_program():
         [sys.executable, "-m", "swatlib.costmodel", "--arch", "resnet18", "--method", "swat-u",
          "--density", "0.5", "--json"], capture_output=True, text=True, check=True)
     assert json.loads(proc.stdout)["method"] == "swat-u"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--arch", "resnet18", "--density", "0.2"], "error: --method is required: one of dense, swat-u"),
+    (["--arch", "resnet18", "--method", "dense"], "error: --density is required: the kept fraction in (0, 1]"),
+    (["--arch", "resnet18", "--method", "dense", "--density", "1", "--batch-size", "0"],
+     "error: --batch-size must be a positive integer, got 0"),
+])
+def test_missing_options_and_a_bad_batch_size_exit_2_in_one_line(capsys, argv, message):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(message) and "\n" not in err

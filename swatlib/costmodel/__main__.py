@@ -14,6 +14,7 @@ import json
 import sys
 from collections.abc import Sequence
 
+from ..checks import check_int
 from ..models.registry import ARCHITECTURES
 from .memory import INDEX_FORMATS
 from .methods import METHODS
@@ -61,11 +62,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.list:
         print(_listing())
         return 0
-    if args.density is None:
-        return _fail("--density is required: the kept fraction in (0, 1]")
-    if args.batch_size < 1:
-        return _fail(f"--batch-size must be a positive integer, got {args.batch_size}")
+    for flag, value, valid in (("--arch", args.arch, f"one of {', '.join(ARCHITECTURES)}"),
+                               ("--method", args.method, f"one of {', '.join(METHODS)}"),
+                               ("--density", args.density, "the kept fraction in (0, 1]")):
+        if value is None:
+            return _fail(f"{flag} is required: {valid}")
     try:
+        check_int(args.batch_size, "--batch-size")
         report = analyse(args.arch, args.method, args.density, index_format=args.index_format,
                          batch_size=args.batch_size, input_shape=args.input_shape)
     except ValueError as err:  # unknown architecture, method or index format, bad density or shape
