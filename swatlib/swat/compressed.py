@@ -247,6 +247,7 @@ class CompressedTensor:
         before = before.view(2, len(bounds), outer)
         aligned_rows = (shape[dim] * inner) % 8 == 0
         for block, (start, stop) in enumerate(bounds):
+            whole_rows = start == 0 and stop == shape[dim]  # then row r's values end where r + 1's begin
             width = (stop - start) * inner
             lo, hi = before[0, block].tolist(), before[1, block].tolist()
             block_firsts = firsts[block].tolist()
@@ -254,7 +255,8 @@ class CompressedTensor:
             group = max(1, CHUNK // width)  # rows filled at a time: temporaries of a chunk
             for r0 in range(0, outer, group):
                 r1 = min(r0 + group, outer)
-                values = torch.cat([self.values[lo[r]:hi[r]] for r in range(r0, r1)])
+                values = (self.values[lo[r0]:hi[r1 - 1]] if whole_rows
+                          else torch.cat([self.values[lo[r]:hi[r]] for r in range(r0, r1)]))
                 if self.index_format == "indices":
                     lengths = torch.tensor([hi[r] - lo[r] for r in range(r0, r1)], device=device)
                     row = torch.repeat_interleave(torch.arange(r0, r1, device=device), lengths)
