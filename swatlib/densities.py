@@ -46,7 +46,8 @@ def density_of_sparsity_percent(sparsity: float, name: str = "sparsity") -> floa
     """``1 − sparsity / 100`` (rounded to 6 decimals, so that 90 % gives exactly 0.1) for a sparsity
     given in percent, as the SWAT paper's figures and tables give it; a ValueError naming it unless
     it lies in [0, 100)."""
-    return round(1 - check_number(sparsity, name, 0, 100, open_high=True, meaning="percent of the weights removed") / 100, 6)
+    sparsity = check_number(sparsity, name, 0, 100, open_high=True, meaning="percent of the weights removed")
+    return round(1 - sparsity / 100, 6)
 
 
 def epsilon_to_density(epsilon: float, n_in: int, n_out: int) -> float:
