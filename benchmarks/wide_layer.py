@@ -36,8 +36,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 from swatlib import machine
-from swatlib.checks import check_choice, check_int
-from swatlib.densities import epsilon_to_density
+from swatlib.checks import check_choice, check_int, check_number
 from swatlib.dropout import relu_dropout
 from swatlib.sparse import SparseLinear, native
 
@@ -90,11 +89,11 @@ def run(width: int, *, epsilon: float = 1.0, micro_batches: Sequence[int] = MICR
     """The measurement in fresh processes: without huge pages, with them, or both (one after the other)."""
     for name, value in (("width", width), ("repeats", repeats)):
         check_int(value, name)
-    epsilon_to_density(epsilon, width, width)  # refuses a bad epsilon before any process starts
+    check_number(epsilon, "epsilon", 0, open_low=True)
     for batch in micro_batches:
         check_int(batch, "micro_batches")
-    modes = {"off": [False], "on": [True], "both": [False, True]}[check_choice(huge_pages, ("off", "on", "both"),
-                                                                               "huge_pages")]
+    check_choice(huge_pages, ("off", "on", "both"), "huge_pages")
+    modes = {"off": [False], "on": [True], "both": [False, True]}[huge_pages]
     load_before = machine.load_average()
     results = []
     for enabled in modes:
